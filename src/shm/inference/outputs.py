@@ -1,0 +1,78 @@
+"""Turning a Matte into files: RGBA PNG, alpha PNG or JPEG over a background; atomic writes."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageColor
+
+from shm.inference.images import load_image
+
+FORMATS = ("rgba", "alpha", "jpg")
+SUFFIX = {"rgba": ".png", "alpha": ".png", "jpg": ".jpg"}
+
+
+def parse_background(spec: str | None, size: tuple[int, int]) -> np.ndarray | None:
+    """A background of (H, W) = ``size`` as (H, W, 3) uint8: a colour name or #hex, or an image
+    path (resized to cover and centre-cropped). None stays None."""
+    if spec is None:
+        return None
+    h, w = size
+    try:
+        rgb = ImageColor.getrgb(spec)[:3]
+        return np.broadcast_to(np.array(rgb, np.uint8), (h, w, 3))
+    except ValueError:
+        pass
+    if not Path(spec).is_file():
+        raise ValueError(f"Background {spec!r} is neither a colour (name or #rrggbb) nor an "
+                         "image file.")
+    bg = Image.fromarray(load_image(spec))
+    scale = max(w / bg.width, h / bg.height)
+    bg = bg.resize((max(w, round(bg.width * scale)), max(h, round(bg.height * scale))),
+                   Image.Resampling.LANCZOS)
+    left, top = (bg.width - w) // 2, (bg.height - h) // 2
+    return np.asarray(bg.crop((left, top, left + w, top + h)))
+
+
+def render(matte, fmt: str, background: str | None = None) -> bytes:
+    """Encode a Matte as ``fmt``: 'rgba' (PNG, opaque over ``background`` if given), 'alpha'
+    (8-bit grey PNG) or 'jpg' (over ``background``, white by default)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}.")
+    buf = io.BytesIO()
+    if fmt == "alpha":
+        Image.fromarray(matte.alpha_u8(), "L").save(buf, "PNG")
+        return buf.getvalue()
+    if fmt == "jpg" and background is None:
+        background = "white"
+    bg = parse_background(background, matte.alpha.shape)
+    if bg is None:
+        matte.rgba().save(buf, "PNG")
+        return buf.getvalue()
+    a = matte.alpha[..., None]
+    out = (matte.foreground * a + bg * (1 - a) + 0.5).astype(np.uint8)
+    if fmt == "jpg":
+        Image.fromarray(out).save(buf, "JPEG", quality=95)
+    else:
+        Image.fromarray(out).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def write_atomic(path: Path, data: bytes, overwrite: bool = False) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename, so a reader never sees
+    half a file. Raises FileExistsError unless ``overwrite``."""
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite to replace it.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -1,0 +1,106 @@
+"""The inference API: ``load_model`` -> ``Matter.predict`` -> ``Matte``, and ``remove``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from shm import trimap as tri
+from shm.inference.foreground import decontaminate
+from shm.inference.images import DEFAULT_MAX_PIXELS, load_image
+from shm.inference.tiles import TileConfig, TiledCanvas
+
+ImageInput = str | Path | bytes | Image.Image | np.ndarray
+
+
+@dataclass
+class Matte:
+    """The result for one photo.
+
+    image: (H, W, 3) uint8 RGB input; alpha: (H, W) float32 in [0, 1];
+    trimap: (H, W) uint8 in {0, 128, 255}. ``foreground`` (H, W, 3) uint8, colour-decontaminated,
+    is computed on first access.
+    """
+
+    image: np.ndarray
+    alpha: np.ndarray
+    trimap: np.ndarray
+    _foreground: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def foreground(self) -> np.ndarray:
+        if self._foreground is None:
+            self._foreground = decontaminate(self.image, self.alpha)
+        return self._foreground
+
+    def alpha_u8(self) -> np.ndarray:
+        """(H, W) uint8 alpha, round(alpha * 255)."""
+        return (self.alpha * 255 + 0.5).astype(np.uint8)
+
+    def rgba(self) -> Image.Image:
+        """RGBA cutout: decontaminated foreground with alpha."""
+        return Image.fromarray(np.dstack([self.foreground, self.alpha_u8()]), "RGBA")
+
+
+def image_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
+
+
+class Matter:
+    """Holds a loaded SHM model (eval mode) and mattes photos with it.
+
+    tiles: how the full-resolution M-Net is tiled; max_pixels: larger inputs are refused.
+    """
+
+    def __init__(self, model: torch.nn.Module, tiles: TileConfig | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.model = model.eval()
+        self.tiles = tiles or TileConfig()
+        self.max_pixels = max_pixels
+
+    @torch.inference_mode()
+    def canvas(self, image: np.ndarray) -> TiledCanvas:
+        """T-Net trimap probabilities for an (H, W, 3) uint8 image, ready for tiled M-Net runs."""
+        x = image_tensor(image)
+        probs = self.model.trimap_logits(x).softmax(1)
+        return TiledCanvas(x, probs, self.tiles)
+
+    @torch.inference_mode()
+    def refine(self, canvas: TiledCanvas, cells: set[tuple[int, int]] | None = None) -> np.ndarray:
+        """Run the M-Net where needed (within ``cells`` if given); return (H, W) float32 alpha."""
+        canvas.run(self.model.mnet, canvas.cells_needing_mnet(cells))
+        return canvas.alpha()[0, 0].numpy()
+
+    def predict(self, image: ImageInput) -> Matte:
+        """Matte a photo given as a path, encoded bytes, a PIL image or an HxWx3 uint8 array."""
+        rgb = load_image(image, self.max_pixels)
+        canvas = self.canvas(rgb)
+        alpha = self.refine(canvas)
+        return Matte(rgb, alpha, trimap_of(canvas))
+
+
+def trimap_of(canvas: TiledCanvas) -> np.ndarray:
+    """(H, W) uint8 trimap in {0, 128, 255}: the most likely class of each pixel."""
+    m = canvas.cfg.margin
+    probs = canvas.probs[0, :, m:m + canvas.height, m:m + canvas.width]
+    return tri.to_uint8(probs.argmax(0).numpy())
+
+
+def load_model(weights: str | Path | None = None, backend: str = "torch", **kwargs) -> Matter:
+    """Load a model ready for ``predict``. weights: a folder or ``model.safetensors`` path;
+    None loads the shipped default model. kwargs go to ``Matter``."""
+    from shm.pretrained import load_pretrained
+
+    if backend != "torch":
+        raise ValueError(f"Unknown backend {backend!r}; only 'torch' is available.")
+    return Matter(load_pretrained(weights), **kwargs)
+
+
+def remove(image: ImageInput, model: Matter | None = None) -> Image.Image:
+    """One-liner: the RGBA cutout of a photo as a PIL image."""
+    return (model or load_model()).predict(image).rgba()

@@ -1,0 +1,115 @@
+"""Encoders: MobileNetV2 (torchvision-compatible keys) and ResNet-50.
+
+Each encoder maps (B, 3, H, W) normalised RGB to a list of feature maps, finest first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from shm.models.layers import ConvBNReLU
+
+# (expand ratio, channels, repeats, stride) of torchvision's MobileNetV2, width 1.0.
+_MOBILENET_V2 = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                 (6, 160, 3, 2), (6, 320, 1, 1))
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block; attribute names match torchvision so its weights load strictly."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand: int) -> None:
+        super().__init__()
+        hidden = cin * expand
+        layers: list[nn.Module] = []
+        if expand != 1:
+            layers.append(ConvBNReLU(cin, hidden, 1, relu6=True))
+        layers += [ConvBNReLU(hidden, hidden, 3, stride, groups=hidden, relu6=True),
+                   nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+        self.conv = nn.Sequential(*layers)
+        self.use_residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x) if self.use_residual else self.conv(x)
+
+
+class MobileNetV2Encoder(nn.Module):
+    """MobileNetV2 without its last 1x1 conv and classifier.
+
+    Returns features at strides 2, 4, 8, 16, 32 with 16, 24, 32, 96, 320 channels.
+    """
+
+    channels = (16, 24, 32, 96, 320)
+    _taps = (1, 3, 6, 13, 17)
+
+    def __init__(self) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = [ConvBNReLU(3, 32, 3, 2, relu6=True)]
+        cin = 32
+        for expand, cout, repeats, stride in _MOBILENET_V2:
+            for i in range(repeats):
+                blocks.append(InvertedResidual(cin, cout, stride if i == 0 else 1, expand))
+                cin = cout
+        self.features = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        for i, block in enumerate(self.features):
+            x = block(x)
+            if i in self._taps:
+                out.append(x)
+        return out
+
+    def load_imagenet(self, path: str | Path) -> None:
+        """Load torchvision's ``mobilenet_v2-b0353104.pth`` (classifier and last conv dropped)."""
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = {k: v for k, v in state.items()
+                 if not k.startswith(("classifier.", "features.18."))}
+        self.load_state_dict(state, strict=True)
+
+
+class Bottleneck(nn.Module):
+    """ResNet bottleneck block (expansion 4)."""
+
+    def __init__(self, cin: int, width: int, stride: int) -> None:
+        super().__init__()
+        cout = width * 4
+        self.body = nn.Sequential(
+            ConvBNReLU(cin, width, 1), ConvBNReLU(width, width, 3, stride),
+            nn.Conv2d(width, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        self.shortcut = (nn.Identity() if stride == 1 and cin == cout else
+                         nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                       nn.BatchNorm2d(cout)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+class ResNet50Encoder(nn.Module):
+    """ResNet-50; returns features at strides 2, 4, 8, 16, 32 (64 ... 2048 channels)."""
+
+    channels = (64, 256, 512, 1024, 2048)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = ConvBNReLU(3, 64, 7, 2)
+        self.pool = nn.MaxPool2d(3, 2, 1)
+        stages, cin = [], 64
+        for width, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+            layers = []
+            for i in range(blocks):
+                layers.append(Bottleneck(cin, width, stride if i == 0 else 1))
+                cin = width * 4
+            stages.append(nn.Sequential(*layers))
+        self.stages = nn.ModuleList(stages)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem(x)
+        out = [x]
+        x = self.pool(x)
+        for stage in self.stages:
+            x = stage(x)
+            out.append(x)
+        return out

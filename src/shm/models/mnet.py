@@ -1,0 +1,107 @@
+"""M-Net: predicts the detailed alpha ``alpha_r`` from RGB plus the 3 trimap probabilities."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shm.models.layers import ConvBNReLU, Normalize
+
+
+class _MNetBase(nn.Module):
+    """Splits the 6-channel input and normalises the RGB part."""
+
+    stride = 16
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.normalize = Normalize()
+
+    def _prepare(self, image: torch.Tensor, trimap_probs: torch.Tensor) -> torch.Tensor:
+        if image.shape[-2:] != trimap_probs.shape[-2:]:
+            raise ValueError("image and trimap probabilities must have the same height and width.")
+        h, w = image.shape[-2:]
+        if h % self.stride or w % self.stride:
+            raise ValueError(f"M-Net input of {h}x{w} is not a multiple of {self.stride}; "
+                             "pad it first (shm.inference.tiles.pad_to_multiple).")
+        return torch.cat([self.normalize(image), trimap_probs * 2 - 1], 1)
+
+
+class LightMNet(_MNetBase):
+    """Light encoder-decoder with skip connections (4 downsamplings).
+
+    forward(image (B, 3, H, W) in [0, 1], trimap_probs (B, 3, H, W) in [0, 1], channel order
+    (background, unknown, foreground)) -> alpha_r (B, 1, H, W) in [0, 1].
+    H and W must be multiples of 16.
+    """
+
+    def __init__(self, widths: tuple[int, ...] = (16, 32, 48, 64, 96)) -> None:
+        super().__init__()
+        w0, w1, w2, w3, w4 = widths
+        self.enc0 = nn.Sequential(ConvBNReLU(6, w0), ConvBNReLU(w0, w0))
+        self.enc1 = nn.Sequential(ConvBNReLU(w0, w1, stride=2), ConvBNReLU(w1, w1))
+        self.enc2 = nn.Sequential(ConvBNReLU(w1, w2, stride=2), ConvBNReLU(w2, w2))
+        self.enc3 = nn.Sequential(ConvBNReLU(w2, w3, stride=2), ConvBNReLU(w3, w3))
+        self.enc4 = nn.Sequential(ConvBNReLU(w3, w4, stride=2), ConvBNReLU(w4, w4))
+        self.dec3 = ConvBNReLU(w4 + w3, w3)
+        self.dec2 = ConvBNReLU(w3 + w2, w2)
+        self.dec1 = ConvBNReLU(w2 + w1, w1)
+        self.dec0 = nn.Sequential(ConvBNReLU(w1 + w0 + 6, w0), nn.Conv2d(w0, 1, 3, padding=1))
+
+    def forward(self, image: torch.Tensor, trimap_probs: torch.Tensor) -> torch.Tensor:
+        x = self._prepare(image, trimap_probs)
+        e0 = self.enc0(x)
+        e1 = self.enc1(e0)
+        e2 = self.enc2(e1)
+        e3 = self.enc3(e2)
+        d = self.enc4(e3)
+        d = self.dec3(torch.cat([_up2(d), e3], 1))
+        d = self.dec2(torch.cat([_up2(d), e2], 1))
+        d = self.dec1(torch.cat([_up2(d), e1], 1))
+        d = self.dec0(torch.cat([_up2(d), e0, x], 1))
+        return torch.sigmoid(d)
+
+
+class VGGMNet(_MNetBase):
+    """The paper's M-Net: VGG16-style with batch norm.
+
+    Encoder 13 conv + 4 max-pool (indices kept); decoder 6 conv + 4 max-unpool.
+    Same contract as ``LightMNet``.
+    """
+
+    _encoder = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
+
+    def __init__(self) -> None:
+        super().__init__()
+        stages, cin = [], 6
+        for widths in self._encoder:
+            layers = []
+            for w in widths:
+                layers.append(ConvBNReLU(cin, w))
+                cin = w
+            stages.append(nn.Sequential(*layers))
+        self.stages = nn.ModuleList(stages)
+        self.pool = nn.MaxPool2d(2, 2, return_indices=True)
+        self.unpool = nn.MaxUnpool2d(2, 2)
+        self.decoder = nn.ModuleList(ConvBNReLU(a, b) for a, b in
+                                     ((512, 512), (512, 256), (256, 128), (128, 64), (64, 64)))
+        self.head = nn.Conv2d(64, 1, 3, padding=1)
+
+    def forward(self, image: torch.Tensor, trimap_probs: torch.Tensor) -> torch.Tensor:
+        x = self._prepare(image, trimap_probs)
+        indices, sizes = [], []
+        for stage in self.stages[:-1]:
+            x = stage(x)
+            sizes.append(x.shape[-2:])
+            x, idx = self.pool(x)
+            indices.append(idx)
+        x = self.stages[-1](x)
+        for i, conv in enumerate(self.decoder[:-1]):
+            x = conv(x)
+            x = self.unpool(x, indices[-1 - i], output_size=sizes[-1 - i])
+        return torch.sigmoid(self.head(self.decoder[-1](x)))
+
+
+def _up2(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)

