@@ -14,8 +14,8 @@ from rich.console import Console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Fully automatic human matting: cutouts, evaluation, training, editor.")
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 LAYOUT_NAMES = ("folder", "p3m", "am2k", "ppm100", "aim500", "d646", "comp1k")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
@@ -219,3 +219,7 @@ def train(
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -48,7 +48,7 @@ class Matte:
 
 def image_tensor(image: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
+    return torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float() / 255
 
 
 class Matter:
@@ -63,14 +63,14 @@ class Matter:
         self.tiles = tiles or TileConfig()
         self.max_pixels = max_pixels
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: the editor edits the canvas's tensors in place
     def canvas(self, image: np.ndarray) -> TiledCanvas:
         """T-Net trimap probabilities for an (H, W, 3) uint8 image, ready for tiled M-Net runs."""
         x = image_tensor(image)
         probs = self.model.trimap_logits(x).softmax(1)
         return TiledCanvas(x, probs, self.tiles)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def refine(self, canvas: TiledCanvas, cells: set[tuple[int, int]] | None = None) -> np.ndarray:
         """Run the M-Net where needed (within ``cells`` if given); return (H, W) float32 alpha."""
         canvas.run(self.model.mnet, canvas.cells_needing_mnet(cells))

@@ -78,6 +78,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     """
     if cfg.stage not in STAGES:
         raise ValueError(f"Unknown stage {cfg.stage!r}; choose one of {', '.join(STAGES)}.")
+    if cfg.batch_size < 2:
+        raise ValueError("Batch size must be at least 2 per process (batch norm needs it).")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")

@@ -1,0 +1,140 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from shm import metrics
+from shm.cli import app
+from tests.conftest import SHARED
+
+runner = CliRunner()
+REF = SHARED / "metrics-reference"
+
+
+@pytest.fixture
+def photos(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    for name in ("a.jpg", "sub/b.png"):
+        Image.fromarray(rng.integers(0, 255, (48, 40, 3), np.uint8)).save(folder / name)
+    return folder
+
+
+def test_cutout_writes_rgba_for_a_folder(photos, tmp_path, tiny_weights):
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["cutout", str(photos), "-o", str(out), "--weights", str(tiny_weights)])
+    assert res.exit_code == 0, res.output
+    img = Image.open(out / "sub" / "b.png")
+    assert img.mode == "RGBA" and img.size == (40, 48)
+    assert (out / "a.png").is_file()
+
+
+def test_cutout_alpha_and_jpg_formats(photos, tmp_path, tiny_weights):
+    out = tmp_path / "out"
+    args = [str(photos / "a.jpg"), "-o", str(out), "--weights", str(tiny_weights)]
+    assert runner.invoke(app, ["cutout", *args, "--format", "alpha"]).exit_code == 0
+    alpha = Image.open(out / "a.png")
+    assert alpha.mode == "L" and alpha.size == (40, 48)
+    res = runner.invoke(app, ["cutout", *args, "--format", "jpg", "--background", "#00ff00"])
+    assert res.exit_code == 0
+    assert Image.open(out / "a.jpg").format == "JPEG"
+
+
+def test_cutout_never_overwrites_without_flag(photos, tmp_path, tiny_weights):
+    out = tmp_path / "out"
+    args = ["cutout", str(photos / "a.jpg"), "-o", str(out), "--weights", str(tiny_weights)]
+    assert runner.invoke(app, args).exit_code == 0
+    (out / "a.png").write_bytes(b"keep me")
+    res = runner.invoke(app, args)
+    assert res.exit_code == 1 and "--overwrite" in res.output
+    assert (out / "a.png").read_bytes() == b"keep me"
+    assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0
+    assert Image.open(out / "a.png").mode == "RGBA"
+
+
+def test_one_bad_file_does_not_stop_the_others(photos, tmp_path, tiny_weights):
+    (photos / "broken.jpg").write_text("not a photo")
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["cutout", str(photos), str(tmp_path / "missing*.png"), "-o",
+                              str(out), "--weights", str(tiny_weights)])
+    assert res.exit_code == 1
+    assert "2 written" in res.output and "2 failed" in res.output
+    assert "broken.jpg" in res.output and "missing" in res.output
+    assert (out / "a.png").is_file() and not list(out.glob("*.tmp"))
+
+
+def test_cutout_rejects_unknown_format_and_background(photos, tiny_weights):
+    res = runner.invoke(app, ["cutout", str(photos), "--format", "gif"])
+    assert res.exit_code == 2 and "choose one of rgba, alpha, jpg" in res.output
+    res = runner.invoke(app, ["cutout", str(photos), "--background", "not-a-colour"])
+    assert res.exit_code == 2 and "neither a colour" in res.output
+
+
+def test_cutout_missing_weights_is_one_sentence(photos, tmp_path):
+    res = runner.invoke(app, ["cutout", str(photos), "--weights", str(tmp_path)])
+    assert res.exit_code == 1 and "No model weights" in res.output
+    assert "Traceback" not in res.output
+
+
+@pytest.mark.skipif(not (REF / "reference.json").is_file(), reason="no metrics-reference data")
+def test_eval_json_on_the_reference_files(tmp_path):
+    for kind, folder in (("pred", "pred"), ("gt", "gt"), ("trimap", "trimap")):
+        (tmp_path / folder).mkdir()
+        for f in REF.glob(f"*_{kind}.png"):
+            shutil.copy(f, tmp_path / folder / f.name.replace(f"_{kind}.png", ".png"))
+    res = runner.invoke(app, ["eval", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"),
+                              "--trimap", str(tmp_path / "trimap"), "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    ref = json.loads((REF / "reference.json").read_text())
+    cases = [k for k in ref if k != "convention"]
+    assert sorted(report["images"]) == sorted(cases)
+    for name in cases:
+        got = report["images"][name]
+        assert set(got) == set(metrics.KEYS)
+        assert got["sad"] == pytest.approx(ref[name]["sad"], rel=1e-5)
+        assert got["grad"] * 1000 == pytest.approx(ref[name]["grad"], rel=1e-5)
+        assert got["conn"] * 1000 == pytest.approx(ref[name]["conn"], rel=1e-5)
+        if ref[name]["mse"] != ref[name]["mse"]:
+            assert got["mse"] is None
+        else:
+            assert got["mse"] == pytest.approx(ref[name]["mse"], rel=1e-5)
+    assert report["mean"]["sad"] == pytest.approx(
+        np.mean([ref[n]["sad"] for n in cases]), rel=1e-5)
+
+
+def test_eval_without_trimap_gives_nulls(tmp_path):
+    for folder in ("p", "g"):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(np.full((8, 8), 200 if folder == "p" else 255, np.uint8)).save(
+            tmp_path / folder / "x.png")
+    res = runner.invoke(app, ["eval", "--pred", str(tmp_path / "p"), "--gt", str(tmp_path / "g"),
+                              "--json"])
+    report = json.loads(res.stdout)
+    assert report["images"]["x"]["sad"] is None
+    assert report["images"]["x"]["mad_whole"] == pytest.approx(55 / 255)
+
+
+def test_eval_runs_the_model_on_a_dataset(tmp_path, tiny_weights):
+    rng = np.random.default_rng(0)
+    for folder in ("images", "alphas"):
+        (tmp_path / folder).mkdir()
+    for stem in ("a", "b"):
+        Image.fromarray(rng.integers(0, 255, (40, 32, 3), np.uint8)).save(tmp_path / "images" / f"{stem}.jpg")
+        Image.fromarray(rng.integers(0, 255, (40, 32), np.uint8)).save(tmp_path / "alphas" / f"{stem}.png")
+    res = runner.invoke(app, ["eval", "--data", str(tmp_path), "--weights", str(tiny_weights), "--json"])
+    assert res.exit_code == 0, res.output
+    assert sorted(json.loads(res.stdout)["images"]) == ["a", "b"]
+
+
+def test_eval_usage_errors(tmp_path):
+    res = runner.invoke(app, ["eval"])
+    assert res.exit_code == 2 and "--pred and --gt" in res.output
+    res = runner.invoke(app, ["eval", "--pred", str(tmp_path), "--gt", str(tmp_path / "nope")])
+    assert res.exit_code == 1 and "is not a folder" in res.output
+    res = runner.invoke(app, ["eval", "--data", str(tmp_path), "--layout", "coco"])
+    assert res.exit_code == 2 and "Unknown layout" in res.output

@@ -1,0 +1,138 @@
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from shm.inference.images import ImageError, load_image
+from shm.inference.predictor import Matte, load_model
+from shm.inference.tiles import TileConfig
+from shm.models.fusion import fuse
+from tests.conftest import astronaut
+
+
+def _encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+RGB = np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF", "BMP"])
+def test_formats_load_as_rgb(fmt):
+    out = load_image(_encode(Image.fromarray(RGB), fmt))
+    assert out.shape == (40, 60, 3) and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("mode", ["L", "CMYK", "P", "RGBA", "I;16", "LA"])
+def test_modes_are_converted(mode):
+    if mode == "I;16":
+        img = Image.fromarray(RGB[..., 0].astype(np.uint16) * 257)
+    else:
+        img = Image.fromarray(RGB).convert(mode)
+    out = load_image(_encode(img, "TIFF" if mode in ("CMYK", "I;16") else "PNG"))
+    assert out.shape == (40, 60, 3) and out.dtype == np.uint8
+    if mode == "I;16":
+        assert np.abs(out[..., 0].astype(int) - RGB[..., 0]).max() <= 1
+
+
+def test_exif_orientation_is_applied():
+    img = Image.fromarray(RGB)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    out = load_image(_encode(img, "JPEG", exif=exif.tobytes()))
+    assert out.shape == (60, 40, 3)
+
+
+def test_truncated_file_is_rejected(tmp_path):
+    data = _encode(Image.fromarray(RGB), "PNG")
+    path = tmp_path / "cut.png"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError, match="truncated or corrupt"):
+        load_image(path)
+
+
+def test_non_image_is_rejected(tmp_path):
+    path = tmp_path / "notes.jpg"
+    path.write_text("hello")
+    with pytest.raises(ImageError, match="not an image"):
+        load_image(path)
+
+
+def test_missing_file_is_rejected(tmp_path):
+    with pytest.raises(ImageError, match="does not exist"):
+        load_image(tmp_path / "nope.png")
+
+
+def test_pixel_limit_is_enforced():
+    with pytest.raises(ImageError, match="over the limit of"):
+        load_image(_encode(Image.fromarray(RGB), "PNG"), max_pixels=1000)
+
+
+def test_bad_array_is_rejected():
+    with pytest.raises(ImageError, match="HxWx3 uint8"):
+        load_image(np.zeros((4, 4), np.uint8))
+
+
+def test_predict_gives_a_matte(tiny_weights):
+    model = load_model(tiny_weights)
+    matte = model.predict(RGB)
+    assert isinstance(matte, Matte)
+    assert matte.alpha.shape == (40, 60) and matte.alpha.dtype == np.float32
+    assert 0 <= matte.alpha.min() and matte.alpha.max() <= 1
+    assert set(np.unique(matte.trimap)) <= {0, 128, 255}
+    assert matte._foreground is None  # lazy
+    rgba = matte.rgba()
+    assert rgba.mode == "RGBA" and rgba.size == (60, 40)
+    assert matte._foreground is not None and matte.foreground.shape == (40, 60, 3)
+
+
+def test_inputs_of_every_kind_agree(tiny_weights, tmp_path):
+    model = load_model(tiny_weights)
+    path = tmp_path / "a.png"
+    Image.fromarray(RGB).save(path)
+    a = model.predict(RGB).alpha
+    for source in (path, str(path), Image.fromarray(RGB), path.read_bytes()):
+        assert np.array_equal(model.predict(source).alpha, a)
+
+
+@pytest.mark.parametrize("weights", ["tiny", "shipped"])
+def test_tiles_equal_a_whole_image_pass(weights, tiny_weights):
+    model = load_model(tiny_weights if weights == "tiny" else None,
+                       tiles=TileConfig(tile=64, margin=32, eps=-1.0))
+    image = astronaut()[:200, :176]
+    canvas = model.canvas(image)
+    tiled = model.refine(canvas)
+    with torch.inference_mode():
+        whole = fuse(canvas.probs, model.model.mnet(canvas.image, canvas.probs)).clamp(0, 1)
+    m = canvas.cfg.margin
+    whole = whole[0, 0, m:m + 200, m:m + 176].numpy()
+    assert np.abs(tiled - whole).max() < 1e-3
+
+
+def test_skipped_cells_follow_the_trimap(tiny_weights):
+    model = load_model(tiny_weights, tiles=TileConfig(tile=32, margin=16, eps=0.5))
+    canvas = model.canvas(RGB)
+    canvas.probs[:] = 0
+    canvas.probs[:, 2] = 1  # sure foreground everywhere: nothing to refine
+    assert canvas.cells_needing_mnet() == []
+    assert np.allclose(model.refine(canvas), 1.0)
+
+
+def test_missing_weights_say_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="--weights"):
+        load_model(tmp_path)
+
+
+def test_shipped_model_finds_the_astronaut():
+    model = load_model()
+    image = astronaut()
+    matte = model.predict(image)
+    alpha = matte.alpha
+    assert alpha.shape == image.shape[:2]
+    # scikit-image's astronaut: the person fills the centre-left, the top-right corner is sky/flag
+    assert alpha[300:450, 150:300].mean() > 0.8
+    assert alpha[:40, 460:].mean() < 0.2
