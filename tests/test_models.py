@@ -1,10 +1,10 @@
 import pytest
 import torch
+from tests.conftest import TINY_CONFIG
 
 from shm.config import PRESETS, ModelConfig, build_model
 from shm.models.fusion import fuse
 from shm.trimap import BACKGROUND, FOREGROUND, UNKNOWN
-from tests.conftest import TINY_CONFIG
 
 
 def test_unknown_preset_lists_the_valid_ones():

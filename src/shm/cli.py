@@ -74,8 +74,9 @@ def cutout(
     max_pixels: int = typer.Option(50_000_000, help="Refuse images with more pixels than this."),
 ) -> None:
     """Cut the people out of photos, with no trimap to draw."""
+    from shm.fileio import write_bytes_atomic
     from shm.inference.images import ImageError
-    from shm.inference.outputs import FORMATS, SUFFIX, parse_background, render, write_atomic
+    from shm.inference.outputs import FORMATS, SUFFIX, parse_background, render
 
     if fmt not in FORMATS:
         fail(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}.", 2)
@@ -95,7 +96,7 @@ def cutout(
             try:
                 if target.exists() and not overwrite:
                     raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
-                write_atomic(target, render(model.predict(path), fmt, background), overwrite)
+                write_bytes_atomic(target, render(model.predict(path), fmt, background), overwrite)
                 done += 1
             except (ImageError, FileExistsError, ValueError, OSError) as e:
                 failed.append((str(path), str(e).rstrip(".")))
@@ -201,7 +202,7 @@ def train(
     workers: int = typer.Option(1, help="Data-loading processes."),
 ) -> None:
     """Train one stage (torchrun --nproc-per-node N shm train ... for DDP)."""
-    from shm.data.people import default_data_root
+    from shm.paths import default_data_root
     from shm.training.trainer import TrainConfig
     from shm.training.trainer import train as run
 
@@ -215,6 +216,33 @@ def train(
         fail(str(e))
     if int(os.environ.get("RANK", "0")) == 0:
         out.print_json(data=result)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    data_dir: Optional[Path] = typer.Option(None, help="Where sessions are kept; default "
+                                            "$SHM_CACHE/editor (~/.cache/shm/editor)."),
+    weights: Optional[Path] = typer.Option(None, help="Model folder; default: the shipped model."),
+    workers: int = typer.Option(2, help="Inference threads."),
+    max_upload_mb: float = typer.Option(25, help="Largest accepted upload."),
+    max_pixels: int = typer.Option(50_000_000, help="Largest accepted image, in pixels."),
+) -> None:
+    """Start the interactive editor in the browser (http://HOST:PORT)."""
+    import uvicorn
+
+    from shm.editor.app import create_app
+    from shm.paths import default_cache_dir
+
+    matter = _load(weights, max_pixels=max_pixels)
+    app_ = create_app(matter, data_dir=data_dir or default_cache_dir() / "editor",
+                      max_upload_mb=max_upload_mb, max_pixels=max_pixels, workers=workers)
+    err.print(f"shm editor on http://{host}:{port}  (Ctrl+C stops it)", highlight=False)
+    try:
+        uvicorn.run(app_, host=host, port=port, log_level="warning")
+    except OSError as e:
+        fail(f"Cannot listen on {host}:{port} ({e.strerror}); choose another --port.")
 
 
 def main() -> None:

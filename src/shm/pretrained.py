@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from importlib import resources
 from pathlib import Path
 
 from torch import nn
 
 from shm.config import ModelConfig, build_model
+from shm.fileio import atomic_write
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -29,9 +28,9 @@ def save_pretrained(model: nn.Module, folder: str | Path) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    _atomic_write(folder / WEIGHTS_FILE, lambda p: save_file(state, p))
+    atomic_write(folder / WEIGHTS_FILE, lambda p: save_file(state, p))
     text = json.dumps(model.config.to_dict(), indent=2)
-    _atomic_write(folder / CONFIG_FILE, lambda p: Path(p).write_text(text))
+    atomic_write(folder / CONFIG_FILE, lambda p: Path(p).write_text(text))
 
 
 def load_pretrained(path: str | Path | None = None) -> nn.Module:
@@ -51,14 +50,3 @@ def load_pretrained(path: str | Path | None = None) -> nn.Module:
     model = build_model(ModelConfig.from_dict(json.loads(config.read_text())))
     model.load_state_dict(load_file(str(weights)), strict=True)
     return model.eval()
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,18 +12,9 @@ from PIL import Image
 from shm import trimap as tri
 from shm.data.composite import cached_foreground, composite
 from shm.data.transforms import colour_jitter, place, random_background, resize
+from shm.paths import default_cache_dir
 
 MODES = ("tnet", "mnet", "end2end")
-
-
-def default_data_root() -> Path:
-    """``$SHM_DATA`` if set, else ``../shared/data`` relative to the working directory."""
-    return Path(os.environ.get("SHM_DATA", "../shared/data"))
-
-
-def default_cache_dir() -> Path:
-    """``$SHM_CACHE`` if set, else ``~/.cache/shm``: where recovered foregrounds are kept."""
-    return Path(os.environ.get("SHM_CACHE", Path.home() / ".cache" / "shm"))
 
 
 @dataclass(frozen=True)

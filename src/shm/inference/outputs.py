@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -60,19 +58,3 @@ def render(matte, fmt: str, background: str | None = None) -> bytes:
     else:
         Image.fromarray(out).save(buf, "PNG")
     return buf.getvalue()
-
-
-def write_atomic(path: Path, data: bytes, overwrite: bool = False) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename, so a reader never sees
-    half a file. Raises FileExistsError unless ``overwrite``."""
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass --overwrite to replace it.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -18,11 +18,13 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from shm import metrics, trimap as tri
+from shm import metrics
+from shm import trimap as tri
 from shm.config import build_model
 from shm.data.people import PeopleMatting, SampleSpec
+from shm.fileio import atomic_write
 from shm.models.fusion import fuse
-from shm.pretrained import _atomic_write, load_pretrained, save_pretrained
+from shm.pretrained import load_pretrained, save_pretrained
 from shm.training.losses import prediction_loss, total_loss, trimap_loss
 
 STAGES = ("tnet", "mnet", "end2end")
@@ -173,7 +175,7 @@ def _validation_batches(cfg: TrainConfig, device: torch.device) -> list[dict[str
 def _save_checkpoint(path: Path, model, opt, sched, step: int) -> None:
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
              "scheduler": sched.state_dict(), "step": step}
-    _atomic_write(path, lambda p: torch.save(state, p))
+    atomic_write(path, lambda p: torch.save(state, p))
 
 
 def _log(out: Path, record: dict) -> None:
@@ -182,7 +184,13 @@ def _log(out: Path, record: dict) -> None:
 
 
 def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(),

@@ -1,0 +1,1 @@
+"""The interactive editor: editing sessions, their store, and the FastAPI app."""

@@ -1,0 +1,230 @@
+"""The editor's FastAPI app: HTTP API plus the static front end (no build step).
+
+Build it with ``create_app``; ``shm serve`` runs it with uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from shm.editor.session import EditError, EditSession
+from shm.editor.store import SessionStore, UnknownSession
+from shm.inference.images import DEFAULT_MAX_PIXELS, ImageError
+from shm.inference.outputs import render
+from shm.inference.predictor import Matter
+
+STATIC = Path(__file__).parent / "static"
+Point = Annotated[list[float], Field(min_length=2, max_length=2)]
+
+
+class Stroke(BaseModel):
+    tool: Literal["keep", "erase", "refine"]
+    size: float = Field(gt=0, le=4096, description="Brush diameter in image pixels.")
+    points: list[Point] = Field(min_length=1, max_length=10_000,
+                                description="[x, y] pairs in image coordinates.")
+
+
+class Select(BaseModel):
+    points: list[Point] = Field(min_length=1, max_length=100)
+
+
+class Created(BaseModel):
+    id: str
+    width: int
+    height: int
+
+
+class Edited(BaseModel):
+    version: int
+    ms: float
+
+
+def create_app(matter: Matter | None = None, weights: str | Path | None = None,
+               data_dir: str | Path = "shm-data", max_upload_mb: float = 25,
+               max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 2,
+               max_pending: int = 16) -> FastAPI:
+    """The editor app. matter: a loaded model (default: load ``weights``, or the shipped model,
+    at startup). Inference runs in a pool of ``workers`` threads; beyond ``max_pending`` queued
+    jobs, requests get 503."""
+    state: dict = {}
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shm-infer")
+    pending = threading.BoundedSemaphore(max_pending)
+    max_bytes = int(max_upload_mb * 1024 * 1024)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        from shm.inference.predictor import load_model
+
+        loaded = matter or await asyncio.get_running_loop().run_in_executor(
+            pool, lambda: load_model(weights, max_pixels=max_pixels))
+        state["store"] = SessionStore(loaded, data_dir)
+        state["matter"] = loaded
+        yield
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="shm editor", version="1", lifespan=lifespan,
+                  description="Automatic human matting with trimap-constraint editing.")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "body"
+        return JSONResponse({"error": f"Malformed request: {where}: {first.get('msg', 'invalid')}."},
+                            status_code=422)
+
+    async def run(fn, *args):
+        if not pending.acquire(blocking=False):
+            raise HTTPException(503, "The server is busy; try again in a moment.")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+        finally:
+            pending.release()
+
+    async def read_upload(image: UploadFile) -> bytes:
+        data = await image.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise HTTPException(413, f"The upload is over {max_upload_mb:g} MB; send a smaller file.")
+        if not data:
+            raise HTTPException(400, "The upload is empty; choose a JPEG, PNG or WebP photo.")
+        return data
+
+    def store() -> SessionStore:
+        if "store" not in state:
+            raise HTTPException(503, "The model is still loading; try again in a moment.")
+        return state["store"]
+
+    def edit(sid: str, action) -> dict:
+        st = store()
+        start = time.perf_counter()
+        try:
+            with st.lock(sid):
+                session = st.get(sid)
+                action(session)
+                st.save(sid, session)
+        except UnknownSession:
+            raise HTTPException(404, "No such session; it may have expired, so upload the photo again.")
+        except EditError as e:
+            raise HTTPException(409 if "Nothing to" in str(e) else 422, str(e))
+        return {"version": session.version, "ms": round((time.perf_counter() - start) * 1000, 1)}
+
+    def session_or_404(sid: str) -> EditSession:
+        try:
+            with store().lock(sid):
+                return store().get(sid)
+        except UnknownSession:
+            raise HTTPException(404, "No such session; it may have expired, so upload the photo again.")
+
+    def png(image: Image.Image, name: str | None = None) -> Response:
+        buf = io.BytesIO()
+        image.save(buf, "PNG")
+        headers = {"Cache-Control": "no-store"}
+        if name:
+            headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        return Response(buf.getvalue(), media_type="image/png", headers=headers)
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        if "store" not in state:
+            raise HTTPException(503, "The model is still loading.")
+        return {"status": "ok"}
+
+    @app.post("/api/v1/sessions", status_code=201, response_model=Created)
+    async def create_session(image: UploadFile = File(...)) -> dict:
+        data = await read_upload(image)
+        try:
+            sid, session = await run(store().create, data, image.filename)
+        except ImageError as e:
+            raise HTTPException(415 if "not an image" in str(e) or "file; use" in str(e) else 422,
+                                str(e))
+        return {"id": sid, "width": session.width, "height": session.height}
+
+    @app.get("/api/v1/sessions/{sid}")
+    async def session_info(sid: str) -> dict:
+        try:
+            meta = store().meta(sid)
+        except UnknownSession:
+            raise HTTPException(404, "No such session; it may have expired, so upload the photo again.")
+        return {"id": sid, "width": meta["width"], "height": meta["height"], "name": meta["name"],
+                "version": meta["version"], "can_undo": meta["version"] > 0,
+                "can_redo": meta["version"] < len(meta["ops"])}
+
+    @app.post("/api/v1/sessions/{sid}/strokes", response_model=Edited)
+    async def stroke(sid: str, body: Stroke) -> dict:
+        return await run(edit, sid, lambda s: s.stroke(body.tool, body.size, body.points))
+
+    @app.post("/api/v1/sessions/{sid}/select", response_model=Edited)
+    async def select(sid: str, body: Select) -> dict:
+        return await run(edit, sid, lambda s: s.select(body.points))
+
+    @app.post("/api/v1/sessions/{sid}/undo", response_model=Edited)
+    async def undo(sid: str) -> dict:
+        return await run(edit, sid, EditSession.undo)
+
+    @app.post("/api/v1/sessions/{sid}/redo", response_model=Edited)
+    async def redo(sid: str) -> dict:
+        return await run(edit, sid, EditSession.redo)
+
+    @app.post("/api/v1/sessions/{sid}/reset", response_model=Edited)
+    async def reset(sid: str) -> dict:
+        return await run(edit, sid, EditSession.reset)
+
+    def download_name(sid: str, suffix: str) -> str:
+        return f"{store().meta(sid)['name']}-{suffix}"
+
+    @app.get("/api/v1/sessions/{sid}/alpha.png")
+    async def alpha_png(sid: str, download: bool = False) -> Response:
+        session = await run(session_or_404, sid)
+        name = download_name(sid, "alpha.png") if download else None
+        return png(Image.fromarray(session.matte().alpha_u8(), "L"), name)
+
+    @app.get("/api/v1/sessions/{sid}/cutout.png")
+    async def cutout_png(sid: str, download: bool = False) -> Response:
+        session = await run(session_or_404, sid)
+        rgba = await run(lambda: session.matte().rgba())
+        return png(rgba, download_name(sid, "cutout.png") if download else None)
+
+    @app.get("/api/v1/sessions/{sid}/image.png")
+    async def image_png(sid: str) -> Response:
+        session = await run(session_or_404, sid)
+        return png(Image.fromarray(session.image))
+
+    @app.get("/api/v1/sessions/{sid}/trimap.png")
+    async def trimap_png(sid: str) -> Response:
+        session = await run(session_or_404, sid)
+        return png(Image.fromarray(session.matte().trimap, "L"))
+
+    @app.post("/api/v1/matte")
+    async def matte(image: UploadFile = File(...), format: Literal["rgba", "alpha"] = "rgba"
+                    ) -> Response:
+        data = await read_upload(image)
+        try:
+            body = await run(lambda: render(state["matter"].predict(data), format))
+        except ImageError as e:
+            raise HTTPException(415 if "not an image" in str(e) or "file; use" in str(e) else 422,
+                                str(e))
+        return Response(body, media_type="image/png")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

@@ -1,0 +1,178 @@
+"""One photo being edited: trimap constraints on top of the automatic result, with undo.
+
+Every edit is a constraint on the trimap probabilities (``keep`` forces foreground, ``erase``
+background, ``refine`` unknown so the M-Net decides), followed by the same fusion as the automatic
+path, recomputed only over the tiles the edit touched. Each applied edit keeps the patches it
+replaced, so undo and redo are exact and cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from scipy import ndimage
+
+from shm import trimap as tri
+from shm.inference.predictor import Matte, Matter, trimap_of
+
+TOOLS = {"keep": tri.FOREGROUND, "erase": tri.BACKGROUND, "refine": tri.UNKNOWN}
+
+
+class EditError(ValueError):
+    """An edit that cannot be applied; the message says why in one sentence."""
+
+
+@dataclass
+class _Patch:
+    """Region (rows, cols in canvas coordinates) with probs and alpha_r before and after."""
+
+    rows: slice
+    cols: slice
+    before: tuple[torch.Tensor, torch.Tensor]
+    after: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+class EditSession:
+    """Editing state of one image: the tiled canvas plus an undo/redo history.
+
+    ``ops`` lists every applied edit as JSON-ready dicts; ``version`` counts the edits in effect.
+    """
+
+    def __init__(self, matter: Matter, image: np.ndarray) -> None:
+        self.matter = matter
+        self.image = image
+        self.canvas = matter.canvas(image)
+        matter.refine(self.canvas)
+        self.ops: list[dict] = []
+        self._patches: list[_Patch] = []
+        self.version = 0
+
+    @property
+    def height(self) -> int:
+        return self.canvas.height
+
+    @property
+    def width(self) -> int:
+        return self.canvas.width
+
+    # edits ----------------------------------------------------------------------------------
+    def stroke(self, tool: str, size: float, points: list[list[float]]) -> None:
+        """Paint a brush stroke of diameter ``size`` pixels through ``points`` ([x, y] pairs in
+        image coordinates) with tool 'keep', 'erase' or 'refine'."""
+        if tool not in TOOLS:
+            raise EditError(f"Unknown tool {tool!r}; use keep, erase or refine.")
+        if not 1 <= size <= 4096:
+            raise EditError("Brush size must be between 1 and 4096 pixels.")
+        pts = self._points(points)
+        radius = size / 2
+        top, left = max(0, int(pts[:, 1].min() - radius - 1)), max(0, int(pts[:, 0].min() - radius - 1))
+        bottom = min(self.height, int(pts[:, 1].max() + radius + 2))
+        right = min(self.width, int(pts[:, 0].max() + radius + 2))
+        if bottom <= top or right <= left:
+            raise EditError("The stroke lies outside the image.")
+        mask = np.zeros((bottom - top, right - left), np.uint8)
+        local = np.round((pts - [left, top]) * 16).astype(np.int32)
+        thickness = max(1, int(round(size)))
+        for a, b in zip(local, local[1:] if len(local) > 1 else local):
+            cv2.line(mask, tuple(a), tuple(b), 1, thickness, cv2.LINE_8, shift=4)
+        for p in local:
+            cv2.circle(mask, tuple(p), int(radius * 16), 1, -1, cv2.LINE_8, shift=4)
+        self._apply({"op": "stroke", "tool": tool, "size": size, "points": pts.tolist()},
+                    mask > 0, TOOLS[tool], (top, left, bottom, right))
+
+    def select(self, points: list[list[float]]) -> None:
+        """Keep only the foreground region(s) containing (or nearest to) the clicked points."""
+        pts = self._points(points)
+        alpha = self.canvas.alpha()[0, 0].numpy()
+        labels, count = ndimage.label(alpha > 0.05, structure=np.ones((3, 3)))
+        if count == 0:
+            raise EditError("There is no foreground to select.")
+        keep = set()
+        for x, y in pts:
+            r, c = min(int(y), self.height - 1), min(int(x), self.width - 1)
+            if labels[r, c]:
+                keep.add(labels[r, c])
+            else:  # nearest foreground region to a click on the background
+                _, (ir, ic) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+                keep.add(labels[ir[r, c], ic[r, c]])
+        drop = (labels > 0) & ~np.isin(labels, list(keep))
+        if not drop.any():
+            raise EditError("Nothing to remove: only the selected subject is in the cutout.")
+        drop = ndimage.binary_dilation(drop, iterations=2) & ~np.isin(labels, list(keep))
+        rows, cols = np.flatnonzero(drop.any(1)), np.flatnonzero(drop.any(0))
+        top, left, bottom, right = rows[0], cols[0], rows[-1] + 1, cols[-1] + 1
+        self._apply({"op": "select", "points": pts.tolist()}, drop[top:bottom, left:right],
+                    tri.BACKGROUND, (top, left, bottom, right))
+
+    def undo(self) -> None:
+        if self.version == 0:
+            raise EditError("Nothing to undo.")
+        self.version -= 1
+        self._restore(self._patches[self.version], "before")
+
+    def redo(self) -> None:
+        if self.version == len(self._patches):
+            raise EditError("Nothing to redo.")
+        self._restore(self._patches[self.version], "after")
+        self.version += 1
+
+    def reset(self) -> None:
+        """Back to the automatic result; resetting can itself be undone."""
+        while self.version:
+            self.undo()
+
+    def replay(self, ops: list[dict], version: int) -> None:
+        """Re-apply stored ``ops`` (e.g. after a server restart), then undo down to ``version``."""
+        for op in ops:
+            if op["op"] == "stroke":
+                self.stroke(op["tool"], op["size"], op["points"])
+            else:
+                self.select(op["points"])
+        while self.version > version:
+            self.undo()
+
+    # results ---------------------------------------------------------------------------------
+    def matte(self) -> Matte:
+        return Matte(self.image, self.canvas.alpha()[0, 0].numpy(), trimap_of(self.canvas))
+
+    # internals -------------------------------------------------------------------------------
+    def _points(self, points: list[list[float]]) -> np.ndarray:
+        pts = np.asarray(points, dtype=np.float64)
+        if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) == 0 or len(pts) > 10_000:
+            raise EditError("Points must be a list of 1 to 10000 [x, y] pairs.")
+        if not np.isfinite(pts).all():
+            raise EditError("Points must be finite numbers.")
+        return pts
+
+    def _apply(self, op: dict, mask: np.ndarray, cls: int, box: tuple[int, int, int, int]) -> None:
+        """Force class ``cls`` where ``mask`` (the size of ``box``, image coordinates) is set."""
+        cv = self.canvas
+        m, t = cv.cfg.margin, cv.cfg.tile
+        top, left, bottom, right = box
+        cells = cv.cells_in_box(top, left, bottom, right)
+        r0 = min(r for r, _ in cells) * t
+        r1 = (max(r for r, _ in cells) + 1) * t + 2 * m
+        c0 = min(c for _, c in cells) * t
+        c1 = (max(c for _, c in cells) + 1) * t + 2 * m
+        patch = _Patch(slice(r0, r1), slice(c0, c1), self._grab(slice(r0, r1), slice(c0, c1)))
+        value = torch.zeros(3)
+        value[cls] = 1
+        region = cv.probs[0, :, m + top:m + bottom, m + left:m + right]
+        region[:, torch.from_numpy(np.ascontiguousarray(mask))] = value[:, None]
+        self.matter.refine(cv, cells)
+        patch.after = self._grab(patch.rows, patch.cols)
+        del self._patches[self.version:], self.ops[self.version:]
+        self._patches.append(patch)
+        self.ops.append(op)
+        self.version += 1
+
+    def _grab(self, rows: slice, cols: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        return (self.canvas.probs[..., rows, cols].clone(), self.canvas.alpha_r[..., rows, cols].clone())
+
+    def _restore(self, patch: _Patch, which: str) -> None:
+        probs, alpha_r = getattr(patch, which)
+        self.canvas.probs[..., patch.rows, patch.cols] = probs
+        self.canvas.alpha_r[..., patch.rows, patch.cols] = alpha_r

@@ -1,0 +1,94 @@
+"""The editor in real headless Chromium (Debian's), driven by Playwright."""
+
+import io
+import shutil
+import socket
+import threading
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+from tests.conftest import astronaut
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed (.ci/run installs it)")]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    import uvicorn
+
+    from shm.editor.app import create_app
+    from shm.inference.predictor import load_model
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(load_model(), data_dir=tmp_path_factory.mktemp("editor"))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+def _alpha(base, sid):
+    with urllib.request.urlopen(f"{base}/api/v1/sessions/{sid}/alpha.png") as res:
+        return np.asarray(Image.open(io.BytesIO(res.read())))
+
+
+def test_upload_erase_undo_download(server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(astronaut()).save(photo)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 800}, accept_downloads=True)
+        page.goto(server)
+        page.get_by_test_id("upload-input").set_input_files(str(photo))
+        expect(page.get_by_test_id("status")).to_contain_text("Automatic cutout ready", timeout=60_000)
+        sid = page.evaluate("document.body.dataset.session")
+        before = _alpha(server, sid)
+        # the astronaut's chest, well inside the person
+        x0, x1, y = 180, 300, 400
+        assert before[y, x0:x1].mean() > 100
+
+        page.get_by_test_id("tool-erase").click()
+        page.get_by_test_id("brush-size").fill("40")
+        box = page.get_by_test_id("result-canvas").bounding_box()
+        scale = box["width"] / 512
+        to_page = lambda x, y: (box["x"] + x * scale, box["y"] + y * scale)  # noqa: E731
+        page.mouse.move(*to_page(x0, y))
+        page.mouse.down()
+        for x in range(x0, x1 + 1, 10):
+            page.mouse.move(*to_page(x, y))
+        page.mouse.up()
+        expect(page.get_by_test_id("status")).to_contain_text("Updated in", timeout=30_000)
+        erased = _alpha(server, sid)
+        assert erased[y, x0 + 10:x1 - 10].max() == 0
+        assert page.evaluate("document.body.dataset.version") == "1"
+
+        page.get_by_test_id("undo").click()
+        expect(page.locator("body")).to_have_attribute("data-version", "0", timeout=30_000)
+        assert np.array_equal(_alpha(server, sid), before)
+
+        with page.expect_download() as info:
+            page.get_by_test_id("download-png").click()
+        download = info.value
+        assert download.suggested_filename == "astronaut-cutout.png"
+        rgba = Image.open(download.path())
+        assert rgba.mode == "RGBA" and rgba.size == (512, 512)
+        assert np.array_equal(np.asarray(rgba)[..., 3], before)
+        page.screenshot(path=str(tmp_path / "editor.png"))
+        browser.close()
