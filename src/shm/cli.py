@@ -219,6 +219,48 @@ def train(
 
 
 @app.command()
+def batch(
+    input_dir: Path = typer.Argument(..., help="Folder of photos (searched recursively)."),
+    output_dir: Path = typer.Argument(..., help="Output folder; holds the resumable manifest."),
+    fmt: str = typer.Option("rgba", "--format", help="rgba (PNG), alpha (8-bit PNG) or jpg."),
+    background: Optional[str] = typer.Option(None, help="Colour or image behind the subject."),
+    workers: int = typer.Option(1, help="Processes (local) or actors (ray), each with a model."),
+    engine: str = typer.Option("local", help="local (process pool) or ray (Ray Data)."),
+    ray_address: Optional[str] = typer.Option(None, help="Ray cluster address, e.g. "
+                                              "ray://head:10001 or auto; default: a local Ray."),
+    retry_failed: bool = typer.Option(False, help="Run inputs that failed before again."),
+    weights: Optional[Path] = typer.Option(None, help="Model folder; default: the shipped model."),
+) -> None:
+    """Cut out a whole folder; rerun after a crash to finish only what is left."""
+    from shm.batch import SUMMARY, run_batch
+    from shm.inference.images import ImageError
+    from shm.inference.outputs import parse_background
+
+    if background is not None:
+        try:
+            parse_background(background, (1, 1))
+        except (ValueError, ImageError) as e:
+            fail(str(e), 2)
+    if weights is not None:
+        _load(weights)  # fail early, with one sentence, on missing weights
+    with _progress() as bar:
+        task = bar.add_task("batch", total=None)
+        try:
+            summary = run_batch(input_dir, output_dir, fmt, background, workers, engine,
+                                ray_address, retry_failed, weights,
+                                progress=lambda n, total: bar.update(task, completed=n, total=total))
+        except (FileNotFoundError, ValueError) as e:
+            fail(str(e), 2)
+    err.print(f"{summary.total} inputs: {summary.done} done, {summary.skipped} skipped as finished "
+              f"before, {summary.failed} failed; {summary.images_per_second:.2f} images/s. "
+              f"Summary: {output_dir / SUMMARY}", highlight=False)
+    for rel, reason in summary.failures.items():
+        err.print(f"  failed: {rel}: {reason}", highlight=False)
+    if summary.failures:
+        raise typer.Exit(1)
+
+
+@app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),

@@ -2,7 +2,8 @@
 
 The image is split into square cells of ``tile`` pixels. The M-Net runs on a cell only when the
 unknown probability there exceeds ``eps``, on a window of the cell plus ``margin`` pixels of
-context on every side; only the cell's centre is kept. Elsewhere alpha = F_s (U_s is ~0 there).
+context on every side; only the cell's centre is kept. Elsewhere U_s < eps, and alpha_r is taken
+as F_s / (F_s + B_s), so alpha there is within eps * |alpha_r - that| of the full result.
 With the margin covering the M-Net's effective receptive field, the result equals a whole-image
 pass to within 1e-3, and the cost grows with the length of the outline, not the image's area.
 """
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from shm.models.fusion import fuse
-from shm.trimap import UNKNOWN
+from shm.trimap import BACKGROUND, FOREGROUND, UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class TiledCanvas:
     """Padded copies of the image and trimap probabilities plus the M-Net output buffer.
 
     image: (1, 3, H, W) in [0, 1]; probs: (1, 3, H, W) softmax in trimap channel order.
-    ``alpha_r`` holds the M-Net output of every cell run so far (0 elsewhere).
+    ``alpha_r`` holds the M-Net output of every cell run so far, F_s / (F_s + B_s) elsewhere.
     """
 
     def __init__(self, image: torch.Tensor, probs: torch.Tensor, cfg: TileConfig) -> None:
@@ -44,7 +45,8 @@ class TiledCanvas:
         pad = (m, self.cols * cfg.tile - self.width + m, m, self.rows * cfg.tile - self.height + m)
         self.image = F.pad(image, pad, mode="replicate")
         self.probs = F.pad(probs, pad, mode="replicate")
-        self.alpha_r = torch.zeros_like(self.image[:, :1])
+        fg, bg = self.probs[:, FOREGROUND:FOREGROUND + 1], self.probs[:, BACKGROUND:BACKGROUND + 1]
+        self.alpha_r = fg / (fg + bg).clamp_min(1e-6)
 
     def cells_needing_mnet(self, cells: set[tuple[int, int]] | None = None) -> list[tuple[int, int]]:
         """Cells (row, col), among ``cells`` (default: all), whose max U_s exceeds eps."""

@@ -1,0 +1,217 @@
+"""Batch cutout of whole folders: a resumable manifest, a local process pool, or Ray Data.
+
+The manifest (``OUTPUT_DIR/.shm-batch.sqlite``) records every input as done or failed with the
+SHA-256 of its content, so a rerun after a crash or kill only does what is left: finished files
+whose content is unchanged are skipped, failed ones too unless ``retry_failed``. Outputs are
+written atomically (temporary file, then rename), so none is ever half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
+MANIFEST = ".shm-batch.sqlite"
+SUMMARY = "batch-summary.json"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input: ``rel`` is its path relative to the input folder."""
+
+    rel: str
+    source: str
+    target: str
+    sha256: str
+
+
+@dataclass
+class Summary:
+    total: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+class Manifest:
+    """SQLite table of (rel, sha256, status 'done'|'failed', error, updated)."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(path)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS items (rel TEXT PRIMARY KEY, sha256 TEXT, "
+                        "status TEXT, error TEXT, updated REAL)")
+
+    def state(self) -> dict[str, tuple[str, str]]:
+        return {rel: (sha, status) for rel, sha, status in
+                self.db.execute("SELECT rel, sha256, status FROM items")}
+
+    def record(self, job: Job, error: str | None) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?)",
+                            (job.rel, job.sha256, "failed" if error else "done", error, time.time()))
+
+    def failures(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT rel, error FROM items WHERE status = 'failed'"))
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def plan(input_dir: Path, output_dir: Path, fmt: str, retry_failed: bool, manifest: Manifest
+         ) -> tuple[list[Job], int]:
+    """Jobs still to do, and how many inputs are skipped as already finished (or failed)."""
+    from shm.inference.outputs import SUFFIX
+
+    known = manifest.state()
+    jobs, skipped = [], 0
+    for path in sorted(p for p in input_dir.rglob("*")
+                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
+        rel = path.relative_to(input_dir).as_posix()
+        target = (output_dir / rel).with_suffix(SUFFIX[fmt])
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        sha, status = known.get(rel, (None, None))
+        if sha == digest and ((status == "done" and target.is_file())
+                              or (status == "failed" and not retry_failed)):
+            skipped += 1
+            continue
+        jobs.append(Job(rel, str(path), str(target), digest))
+    return jobs, skipped
+
+
+class Worker:
+    """Holds one loaded model and processes jobs; used by both engines."""
+
+    def __init__(self, weights: str | None, fmt: str, background: str | None,
+                 threads: int = 1) -> None:
+        import torch
+
+        from shm.inference.predictor import load_model
+
+        torch.set_num_threads(threads)
+        self.model = load_model(weights)
+        self.fmt, self.background = fmt, background
+
+    def __call__(self, job: Job) -> tuple[Job, str | None]:
+        from shm.fileio import write_bytes_atomic
+        from shm.inference.images import ImageError
+        from shm.inference.outputs import render
+
+        try:
+            data = render(self.model.predict(job.source), self.fmt, self.background)
+            write_bytes_atomic(job.target, data, overwrite=True)
+            return job, None
+        except (ImageError, ValueError, OSError) as e:
+            return job, str(e)
+
+
+_worker: Worker | None = None
+
+
+def _init_local(weights, fmt, background, threads) -> None:
+    global _worker  # one model per pool process, loaded once
+    _worker = Worker(weights, fmt, background, threads)
+
+
+def _run_local(job: Job) -> tuple[Job, str | None]:
+    return _worker(job)
+
+
+def local_engine(jobs: list[Job], weights: str | None, fmt: str, background: str | None,
+                 workers: int) -> Iterator[tuple[Job, str | None]]:
+    """A process pool; each process loads the model once. Processes are spawned, not forked:
+    forking a process whose torch thread pool is running can deadlock the children."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_local,
+                             initargs=(weights, fmt, background, threads)) as pool:
+        yield from pool.map(_run_local, jobs, chunksize=1)
+
+
+def ray_engine(jobs: list[Job], weights: str | None, fmt: str, background: str | None,
+               workers: int, address: str | None) -> Iterator[tuple[Job, str | None]]:
+    """Ray Data: map_batches over the jobs with actors that each hold the model."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, num_cpus=None if address else workers,
+                 include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+
+    class Actor:
+        def __init__(self) -> None:
+            self.worker = Worker(weights, fmt, background)
+
+        def __call__(self, batch: dict) -> dict:
+            errors = []
+            for row in zip(*(batch[k] for k in ("rel", "source", "target", "sha256"))):
+                _, error = self.worker(Job(*map(str, row)))
+                errors.append(error or "")
+            return {**batch, "error": errors}
+
+    data = ray.data.from_items([asdict(j) for j in jobs])
+    out = data.map_batches(Actor, batch_size=4, concurrency=workers, num_cpus=1,
+                           batch_format="numpy")
+    for row in out.iter_rows():
+        job = Job(*(str(row[k]) for k in ("rel", "source", "target", "sha256")))
+        yield job, str(row["error"]) or None
+
+
+def run_batch(input_dir: str | Path, output_dir: str | Path, fmt: str = "rgba",
+              background: str | None = None, workers: int = 1, engine: str = "local",
+              ray_address: str | None = None, retry_failed: bool = False,
+              weights: str | Path | None = None,
+              progress: Callable[[int, int], None] | None = None) -> Summary:
+    """Cut out every image under ``input_dir`` into ``output_dir`` (same relative paths).
+
+    Returns the Summary, also written to ``output_dir/batch-summary.json``.
+    progress(finished, to_do) is called after each image.
+    """
+    from shm.inference.outputs import FORMATS
+
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    if not input_dir.is_dir():
+        raise FileNotFoundError(f"{input_dir} is not a folder.")
+    if fmt not in FORMATS:
+        raise ValueError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}.")
+    if engine not in ("local", "ray"):
+        raise ValueError(f"Unknown engine {engine!r}; choose local or ray.")
+    if workers < 1:
+        raise ValueError("--workers must be at least 1.")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for stale in output_dir.rglob(".*.tmp"):  # left by a run killed mid-write
+        stale.unlink()
+    manifest = Manifest(output_dir / MANIFEST)
+    start = time.perf_counter()
+    try:
+        jobs, skipped = plan(input_dir, output_dir, fmt, retry_failed, manifest)
+        summary = Summary(total=len(jobs) + skipped, skipped=skipped)
+        w = None if weights is None else str(weights)
+        results: Iterable = ([] if not jobs else
+                             local_engine(jobs, w, fmt, background, workers) if engine == "local"
+                             else ray_engine(jobs, w, fmt, background, workers, ray_address))
+        for job, error in results:
+            manifest.record(job, error)
+            summary.done += error is None
+            summary.failed += error is not None
+            if progress:
+                progress(summary.done + summary.failed, len(jobs))
+        summary.failures = manifest.failures()
+    finally:
+        manifest.close()
+    summary.seconds = time.perf_counter() - start
+    processed = summary.done + summary.failed
+    summary.images_per_second = processed / summary.seconds if processed else 0.0
+    (output_dir / SUMMARY).write_text(json.dumps(asdict(summary), indent=2))
+    return summary

@@ -1,0 +1,101 @@
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from shm.batch import MANIFEST, SUMMARY, run_batch
+
+
+@pytest.fixture
+def photos(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 255, (64, 48 + 8 * i, 3), np.uint8)).save(
+            folder / ("sub" if i % 2 else "") / f"p{i}.png")
+    (folder / "broken.jpg").write_text("not a photo")
+    return folder
+
+
+def test_local_batch_writes_outputs_manifest_and_summary(photos, tmp_path, tiny_weights):
+    out = tmp_path / "out"
+    summary = run_batch(photos, out, "alpha", workers=2, weights=tiny_weights)
+    assert (summary.total, summary.done, summary.failed, summary.skipped) == (6, 5, 1, 0)
+    assert "broken.jpg" in summary.failures and "not an image" in summary.failures["broken.jpg"]
+    assert Image.open(out / "sub" / "p1.png").mode == "L"
+    assert json.loads((out / SUMMARY).read_text())["done"] == 5
+    again = run_batch(photos, out, "alpha", workers=1, weights=tiny_weights)
+    assert (again.done, again.skipped, again.failed) == (0, 6, 0)
+    assert "broken.jpg" in again.failures  # still listed
+    (photos / "broken.jpg").unlink()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(photos / "broken.jpg", "JPEG")
+    retried = run_batch(photos, out, "alpha", workers=1, weights=tiny_weights)
+    assert (retried.done, retried.skipped) == (1, 5)  # changed content is redone
+
+
+def test_retry_failed(photos, tmp_path, tiny_weights):
+    out = tmp_path / "out"
+    run_batch(photos, out, "rgba", weights=tiny_weights)
+    assert run_batch(photos, out, "rgba", retry_failed=True, weights=tiny_weights).failed == 1
+
+
+def test_bad_arguments(photos, tmp_path):
+    with pytest.raises(ValueError, match="local or ray"):
+        run_batch(photos, tmp_path / "o", engine="spark")
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        run_batch(tmp_path / "nope", tmp_path / "o")
+
+
+@pytest.mark.slow
+def test_kill_minus_nine_then_resume(tmp_path, tiny_weights):
+    rng = np.random.default_rng(1)
+    src = tmp_path / "many"
+    src.mkdir()
+    for i in range(40):
+        Image.fromarray(rng.integers(0, 255, (96, 96, 3), np.uint8)).save(src / f"{i:02d}.png")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "shm.cli", "batch", str(src), str(out), "--format", "alpha",
+           "--weights", str(tiny_weights)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    done_before: dict[str, float] = {}
+    deadline = time.time() + 120
+    while time.time() < deadline and len(done_before) < 5:
+        time.sleep(0.2)
+        if (out / MANIFEST).exists():
+            try:
+                with sqlite3.connect(out / MANIFEST) as db:
+                    rows = db.execute("SELECT rel FROM items WHERE status='done'").fetchall()
+            except sqlite3.OperationalError:
+                continue
+            done_before = {r: (out / r).stat().st_mtime_ns for (r,) in rows}
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 5 <= len(done_before) < 40, "the run was not killed partway through"
+    summary = run_batch(src, out, "alpha", weights=tiny_weights)
+    assert summary.done + summary.skipped == 40 and summary.failed == 0
+    assert summary.skipped >= len(done_before)
+    assert all((out / r).stat().st_mtime_ns == t for r, t in done_before.items())
+    assert not list(out.rglob("*.tmp"))
+    for i in range(40):
+        assert Image.open(out / f"{i:02d}.png").size == (96, 96)
+
+
+@pytest.mark.slow
+def test_ray_engine_gives_byte_identical_alphas(photos, tmp_path, tiny_weights):
+    pytest.importorskip("ray")
+    local = run_batch(photos, tmp_path / "local", "alpha", workers=2, weights=tiny_weights)
+    remote = run_batch(photos, tmp_path / "ray", "alpha", workers=2, engine="ray",
+                       weights=tiny_weights)
+    assert (remote.done, remote.failed) == (local.done, local.failed) == (5, 1)
+    for path in sorted((tmp_path / "local").rglob("p*.png")):
+        twin = tmp_path / "ray" / path.relative_to(tmp_path / "local")
+        assert path.read_bytes() == twin.read_bytes(), path.name
