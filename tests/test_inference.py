@@ -136,3 +136,24 @@ def test_shipped_model_finds_the_astronaut():
     # scikit-image's astronaut: the person fills the centre-left, the top-right corner is sky/flag
     assert alpha[300:450, 150:300].mean() > 0.8
     assert alpha[:40, 460:].mean() < 0.2
+
+
+def test_onnx_export_matches_torch(tiny_weights, tmp_path):
+    from shm.inference.onnx import export_onnx
+    from shm.pretrained import load_pretrained
+
+    folder = export_onnx(load_pretrained(tiny_weights), tmp_path / "onnx")
+    tiles = TileConfig(tile=32, margin=16)
+    torch_model = load_model(tiny_weights, tiles=tiles)
+    onnx_model = load_model(folder, backend="onnx", tiles=tiles)
+    for image in (RGB, astronaut()[::3, ::2]):
+        a, b = torch_model.predict(image), onnx_model.predict(image)
+        assert np.abs(a.alpha - b.alpha).max() < 1e-3
+        assert np.array_equal(a.trimap, b.trimap)
+
+
+def test_onnx_backend_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="shm export --onnx"):
+        load_model(tmp_path, backend="onnx")
+    with pytest.raises(ValueError, match="torch or onnx"):
+        load_model(backend="tensorrt")

@@ -261,6 +261,18 @@ def batch(
 
 
 @app.command()
+def export(
+    onnx: Path = typer.Option(..., help="Folder to write tnet.onnx, mnet.onnx, config.json."),
+    weights: Optional[Path] = typer.Option(None, help="Model folder; default: the shipped model."),
+) -> None:
+    """Export the model to ONNX (dynamic height and width); run it with --backend onnx."""
+    from shm.inference.onnx import export_onnx
+
+    folder = export_onnx(_load(weights).model, onnx)
+    err.print(f"Wrote {folder}/tnet.onnx and mnet.onnx.", highlight=False)
+
+
+@app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),

@@ -52,12 +52,12 @@ def image_tensor(image: np.ndarray) -> torch.Tensor:
 
 
 class Matter:
-    """Holds a loaded SHM model (eval mode) and mattes photos with it.
+    """Holds a loaded SHM model (eval mode; or ``OnnxSHM``) and mattes photos with it.
 
     tiles: how the full-resolution M-Net is tiled; max_pixels: larger inputs are refused.
     """
 
-    def __init__(self, model: torch.nn.Module, tiles: TileConfig | None = None,
+    def __init__(self, model, tiles: TileConfig | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.model = model.eval()
         self.tiles = tiles or TileConfig()
@@ -92,13 +92,27 @@ def trimap_of(canvas: TiledCanvas) -> np.ndarray:
 
 
 def load_model(weights: str | Path | None = None, backend: str = "torch", **kwargs) -> Matter:
-    """Load a model ready for ``predict``. weights: a folder or ``model.safetensors`` path;
-    None loads the shipped default model. kwargs go to ``Matter``."""
-    from shm.pretrained import load_pretrained
+    """Load a model ready for ``predict``; kwargs go to ``Matter``.
 
-    if backend != "torch":
-        raise ValueError(f"Unknown backend {backend!r}; only 'torch' is available.")
-    return Matter(load_pretrained(weights), **kwargs)
+    backend 'torch': weights is a folder or ``model.safetensors`` path; None is the shipped model.
+    backend 'onnx': weights is a folder written by ``shm export --onnx``; None exports the
+    shipped model once into ``$SHM_CACHE/onnx``.
+    """
+    from shm.pretrained import default_weights_dir, load_pretrained
+
+    if backend == "torch":
+        return Matter(load_pretrained(weights), **kwargs)
+    if backend == "onnx":
+        from shm.inference.onnx import MNET_FILE, OnnxSHM, export_onnx
+        from shm.paths import default_cache_dir
+
+        if weights is None:
+            digest = (default_weights_dir() / "model.safetensors").stat().st_mtime_ns
+            weights = default_cache_dir() / "onnx" / f"default-{digest}"
+            if not (weights / MNET_FILE).is_file():
+                export_onnx(load_pretrained(None), weights)
+        return Matter(OnnxSHM(weights), **kwargs)
+    raise ValueError(f"Unknown backend {backend!r}; choose torch or onnx.")
 
 
 def remove(image: ImageInput, model: Matter | None = None) -> Image.Image:

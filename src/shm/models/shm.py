@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from shm.models.fusion import fuse
+
+
+def tnet_at_reduced_size(tnet: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor,
+                         long_side: int) -> torch.Tensor:
+    """Run ``tnet`` on ``image`` (B, 3, H, W) resized so its long side is at most ``long_side``
+    (sides rounded to multiples of 32), and upsample the (B, 3, h, w) logits back to H x W."""
+    h, w = image.shape[-2:]
+    scale = min(1.0, long_side / max(h, w))
+    th, tw = (max(32, round(h * scale / 32) * 32), max(32, round(w * scale / 32) * 32))
+    small = image if (th, tw) == (h, w) else F.interpolate(
+        image, (th, tw), mode="bilinear", align_corners=False, antialias=True)
+    logits = tnet(small)
+    if (th, tw) == (h, w):
+        return logits
+    return F.interpolate(logits, (h, w), mode="bilinear", align_corners=False)
 
 
 class SHM(nn.Module):
@@ -26,15 +43,7 @@ class SHM(nn.Module):
 
     def trimap_logits(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, 3, H, W) logits, the T-Net run at reduced size."""
-        h, w = image.shape[-2:]
-        scale = min(1.0, self.tnet_long_side / max(h, w))
-        th, tw = (max(32, round(h * scale / 32) * 32), max(32, round(w * scale / 32) * 32))
-        small = image if (th, tw) == (h, w) else F.interpolate(
-            image, (th, tw), mode="bilinear", align_corners=False, antialias=True)
-        logits = self.tnet(small)
-        if (th, tw) == (h, w):
-            return logits
-        return F.interpolate(logits, (h, w), mode="bilinear", align_corners=False)
+        return tnet_at_reduced_size(self.tnet, image, self.tnet_long_side)
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         logits = self.trimap_logits(image)

@@ -9,6 +9,27 @@ from torch import nn
 from shm.models.layers import ConvBNReLU, Normalize
 
 
+class AdaptiveAvgPool(nn.Module):
+    """nn.AdaptiveAvgPool2d(bins) written with integral images, so that it exports to ONNX with
+    dynamic height and width. Same bin edges and values as PyTorch's."""
+
+    def __init__(self, bins: int) -> None:
+        super().__init__()
+        self.bins = bins
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        i = torch.arange(self.bins, device=x.device)
+        r0, r1 = (i * h) // self.bins, ((i + 1) * h + self.bins - 1) // self.bins
+        c0, c1 = (i * w) // self.bins, ((i + 1) * w + self.bins - 1) // self.bins
+        rows = F.pad(x.cumsum(2), (0, 0, 1, 0))
+        rows = rows.index_select(2, r1) - rows.index_select(2, r0)
+        cells = F.pad(rows.cumsum(3), (1, 0))
+        cells = cells.index_select(3, c1) - cells.index_select(3, c0)
+        area = (r1 - r0)[:, None] * (c1 - c0)[None, :]
+        return cells / area.to(x.dtype)
+
+
 class PyramidPooling(nn.Module):
     """PSP module: pools at several grid sizes, projects, upsamples and concatenates."""
 
@@ -16,7 +37,7 @@ class PyramidPooling(nn.Module):
         super().__init__()
         branch = cin // len(bins)
         self.stages = nn.ModuleList(
-            nn.Sequential(nn.AdaptiveAvgPool2d(b), ConvBNReLU(cin, branch, 1)) for b in bins)
+            nn.Sequential(AdaptiveAvgPool(b), ConvBNReLU(cin, branch, 1)) for b in bins)
         self.project = ConvBNReLU(cin + branch * len(bins), cout, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
