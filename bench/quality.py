@@ -17,11 +17,11 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers import RVM, MediaPipeSelfie, U2Netp  # noqa: E402
+from peers import RVM, MediaPipeSelfie, U2Netp
 
-from shm import metrics, trimap  # noqa: E402
-from shm.inference.predictor import load_model  # noqa: E402
-from shm.paths import default_data_root  # noqa: E402
+from shm import metrics, trimap
+from shm.inference.predictor import load_model
+from shm.paths import default_data_root
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = ("sad_whole", "mse_whole", "mad_whole", "sad", "grad", "conn")

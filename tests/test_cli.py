@@ -4,11 +4,11 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
-from tests.conftest import SHARED
 from typer.testing import CliRunner
 
 from shm import metrics
 from shm.cli import app
+from tests.conftest import SHARED
 
 runner = CliRunner()
 REF = SHARED / "metrics-reference"

@@ -46,7 +46,7 @@ def test_unknown_layout_lists_the_choices(tmp_path):
 def test_missing_alpha_names_the_file_or_is_skipped(tmp_path):
     _tree(tmp_path, "images", "alphas", None)
     (tmp_path / "alphas" / "b.png").unlink()
-    with pytest.raises(DatasetError, match="b.jpg has no alpha"):
+    with pytest.raises(DatasetError, match=r"b\.jpg has no alpha"):
         open_dataset(tmp_path)
     with pytest.warns(UserWarning, match="skipped"):
         assert [s.stem for s in open_dataset(tmp_path, skip_bad=True)] == ["a"]
@@ -57,9 +57,9 @@ def test_size_mismatch_and_unreadable_file(tmp_path):
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(tmp_path / "alphas" / "a.png")
     (tmp_path / "alphas" / "b.png").write_bytes(b"broken")
     samples = pair_folders(tmp_path / "images", tmp_path / "alphas")
-    with pytest.raises(DatasetError, match="a.jpg is 10x12 but its alpha"):
+    with pytest.raises(DatasetError, match=r"a\.jpg is 10x12 but its alpha"):
         list(iter_loaded(samples))
     with pytest.warns(UserWarning):
         assert list(iter_loaded(samples, skip_bad=True)) == []
-    with pytest.raises(DatasetError, match="b.png cannot be read"):
+    with pytest.raises(DatasetError, match=r"b\.png cannot be read"):
         samples[1].load()

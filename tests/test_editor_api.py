@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from tests.conftest import person_alpha
 
 from shm.editor.app import create_app
 from shm.inference.predictor import load_model
 from shm.inference.tiles import TileConfig
+from tests.conftest import person_alpha
 
 
 def _photo(h=96, w=80, fmt="PNG") -> bytes:

@@ -10,6 +10,7 @@ import urllib.request
 import numpy as np
 import pytest
 from PIL import Image
+
 from tests.conftest import astronaut
 
 CHROMIUM = "/usr/bin/chromium"

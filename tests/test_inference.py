@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tests.conftest import astronaut
 
 from shm.inference.images import ImageError, load_image
 from shm.inference.predictor import Matte, load_model
 from shm.inference.tiles import TileConfig
 from shm.models.fusion import fuse
+from tests.conftest import astronaut
 
 
 def _encode(img: Image.Image, fmt: str, **kw) -> bytes:

@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
-from tests.conftest import SHARED
 
 from shm import metrics
+from tests.conftest import SHARED
 
 REF = SHARED / "metrics-reference"
 CASES = sorted(k for k in json.loads((REF / "reference.json").read_text()) if k != "convention") \

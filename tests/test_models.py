@@ -1,10 +1,10 @@
 import pytest
 import torch
-from tests.conftest import TINY_CONFIG
 
 from shm.config import PRESETS, ModelConfig, build_model
 from shm.models.fusion import fuse
 from shm.trimap import BACKGROUND, FOREGROUND, UNKNOWN
+from tests.conftest import TINY_CONFIG
 
 
 def test_unknown_preset_lists_the_valid_ones():
@@ -33,7 +33,7 @@ def test_one_training_step_runs(name):
     out = model(torch.rand(2, 3, 64, 64))
     out["alpha"].mean().backward()
     opt.step()
-    changed = sum(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    changed = sum(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert changed > 0 and all(torch.isfinite(p).all() for p in model.parameters())
 
 

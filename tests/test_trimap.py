@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
-from tests.conftest import person_alpha
 
 from shm import trimap as tri
+from tests.conftest import person_alpha
 
 
 def test_channel_order_is_background_unknown_foreground():

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["build_model", "load_model", "remove", "Matte", "__version__"]
+__all__ = ["Matte", "__version__", "build_model", "load_model", "remove"]
 
 if TYPE_CHECKING:
     from shm.config import build_model

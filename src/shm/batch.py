@@ -155,7 +155,7 @@ def ray_engine(jobs: list[Job], weights: str | None, fmt: str, background: str |
 
         def __call__(self, batch: dict) -> dict:
             errors = []
-            for row in zip(*(batch[k] for k in ("rel", "source", "target", "sha256"))):
+            for row in zip(*(batch[k] for k in ("rel", "source", "target", "sha256")), strict=True):
                 _, error = self.worker(Job(*map(str, row)))
                 errors.append(error or "")
             return {**batch, "error": errors}

@@ -7,7 +7,6 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -27,7 +26,7 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def _load(weights: Optional[Path], **kwargs):
+def _load(weights: Path | None, **kwargs):
     from shm.inference.predictor import load_model
 
     try:
@@ -67,10 +66,10 @@ def cutout(
     inputs: list[str] = typer.Argument(..., help="Image files, folders (recursive) or globs."),
     output: Path = typer.Option(Path("cutouts"), "-o", "--output", help="Output folder."),
     fmt: str = typer.Option("rgba", "--format", help="rgba (PNG), alpha (8-bit PNG) or jpg."),
-    background: Optional[str] = typer.Option(None, help="Colour (name or #rrggbb) or image file "
+    background: str | None = typer.Option(None, help="Colour (name or #rrggbb) or image file "
                                              "to put behind the subject (jpg: white by default)."),
     overwrite: bool = typer.Option(False, help="Replace existing output files."),
-    weights: Optional[Path] = typer.Option(None, help="Model folder; default: the shipped model."),
+    weights: Path | None = typer.Option(None, help="Model folder; default: the shipped model."),
     max_pixels: int = typer.Option(50_000_000, help="Refuse images with more pixels than this."),
 ) -> None:
     """Cut the people out of photos, with no trimap to draw."""
@@ -110,12 +109,12 @@ def cutout(
 
 @app.command("eval")
 def eval_cmd(
-    pred: Optional[Path] = typer.Option(None, help="Folder of predicted alphas."),
-    gt: Optional[Path] = typer.Option(None, help="Folder of ground-truth alphas."),
-    trimap: Optional[Path] = typer.Option(None, help="Folder of trimaps (128 = unknown)."),
-    data: Optional[Path] = typer.Option(None, help="Dataset folder to run the model on."),
+    pred: Path | None = typer.Option(None, help="Folder of predicted alphas."),
+    gt: Path | None = typer.Option(None, help="Folder of ground-truth alphas."),
+    trimap: Path | None = typer.Option(None, help="Folder of trimaps (128 = unknown)."),
+    data: Path | None = typer.Option(None, help="Dataset folder to run the model on."),
     layout: str = typer.Option("folder", help=f"Dataset layout: {', '.join(LAYOUT_NAMES)}."),
-    weights: Optional[Path] = typer.Option(None, help="Model folder; default: the shipped model."),
+    weights: Path | None = typer.Option(None, help="Model folder; default: the shipped model."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object only."),
     skip_bad: bool = typer.Option(False, help="Skip unusable pairs with a warning."),
 ) -> None:
@@ -189,9 +188,9 @@ def _print_table(rows: dict, mean: dict, keys: tuple[str, ...]) -> None:
 def train(
     stage: str = typer.Option(..., help="tnet, mnet or end2end."),
     out_dir: Path = typer.Option(..., "--out", help="Folder for checkpoints, log and weights."),
-    data: Optional[Path] = typer.Option(None, help="Data folder; default $SHM_DATA or ../shared/data."),
+    data: Path | None = typer.Option(None, help="Data folder; default $SHM_DATA or ../shared/data."),
     model: str = typer.Option("mobile", help="Preset: mobile or paper."),
-    init: Optional[Path] = typer.Option(None, help="Weights folder of the previous stage."),
+    init: Path | None = typer.Option(None, help="Weights folder of the previous stage."),
     steps: int = typer.Option(1000, help="Total optimiser steps of this stage."),
     batch_size: int = typer.Option(8, help="Crops per step (per process under torchrun)."),
     crop: int = typer.Option(288, help="Crop size in pixels (a multiple of 32)."),
@@ -223,13 +222,13 @@ def batch(
     input_dir: Path = typer.Argument(..., help="Folder of photos (searched recursively)."),
     output_dir: Path = typer.Argument(..., help="Output folder; holds the resumable manifest."),
     fmt: str = typer.Option("rgba", "--format", help="rgba (PNG), alpha (8-bit PNG) or jpg."),
-    background: Optional[str] = typer.Option(None, help="Colour or image behind the subject."),
+    background: str | None = typer.Option(None, help="Colour or image behind the subject."),
     workers: int = typer.Option(1, help="Processes (local) or actors (ray), each with a model."),
     engine: str = typer.Option("local", help="local (process pool) or ray (Ray Data)."),
-    ray_address: Optional[str] = typer.Option(None, help="Ray cluster address, e.g. "
+    ray_address: str | None = typer.Option(None, help="Ray cluster address, e.g. "
                                               "ray://head:10001 or auto; default: a local Ray."),
     retry_failed: bool = typer.Option(False, help="Run inputs that failed before again."),
-    weights: Optional[Path] = typer.Option(None, help="Model folder; default: the shipped model."),
+    weights: Path | None = typer.Option(None, help="Model folder; default: the shipped model."),
 ) -> None:
     """Cut out a whole folder; rerun after a crash to finish only what is left."""
     from shm.batch import SUMMARY, run_batch
@@ -263,7 +262,7 @@ def batch(
 @app.command()
 def export(
     onnx: Path = typer.Option(..., help="Folder to write tnet.onnx, mnet.onnx, config.json."),
-    weights: Optional[Path] = typer.Option(None, help="Model folder; default: the shipped model."),
+    weights: Path | None = typer.Option(None, help="Model folder; default: the shipped model."),
 ) -> None:
     """Export the model to ONNX (dynamic height and width); run it with --backend onnx."""
     from shm.inference.onnx import export_onnx
@@ -276,9 +275,9 @@ def export(
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
-    data_dir: Optional[Path] = typer.Option(None, help="Where sessions are kept; default "
+    data_dir: Path | None = typer.Option(None, help="Where sessions are kept; default "
                                             "$SHM_CACHE/editor (~/.cache/shm/editor)."),
-    weights: Optional[Path] = typer.Option(None, help="Model folder; default: the shipped model."),
+    weights: Path | None = typer.Option(None, help="Model folder; default: the shipped model."),
     workers: int = typer.Option(2, help="Inference threads."),
     max_upload_mb: float = typer.Option(25, help="Largest accepted upload."),
     max_pixels: int = typer.Option(50_000_000, help="Largest accepted image, in pixels."),

@@ -107,7 +107,7 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
         return np.zeros_like(mask)
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    return (labels == int(np.argmax(sizes))).T
+    return (labels == np.argmax(sizes)).T
 
 
 def conn(pred: np.ndarray, gt: np.ndarray, trimap: np.ndarray, step: float = 0.1) -> float:
@@ -116,7 +116,7 @@ def conn(pred: np.ndarray, gt: np.ndarray, trimap: np.ndarray, step: float = 0.1
     Thresholds k*step; the test p/255 >= k*step is done exactly in integers.
     """
     p, g, t = _prepare(pred, gt, trimap)
-    steps = int(round(1 / step))
+    steps = round(1 / step)
     p32 = p.astype(np.float32) / np.float32(255)
     g32 = g.astype(np.float32) / np.float32(255)
     level = np.full(p.shape, -1.0, np.float32)

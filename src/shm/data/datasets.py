@@ -1,18 +1,17 @@
 """Evaluation datasets: a folder reader matched by file stem, and adapters for published layouts.
 
-Every layout is (image folder, alpha folder, trimap folder or None) under the dataset folder:
+Each layout names (image folder, alpha folder, trimap folder or none) inside the dataset folder:
 
-| layout   | dataset                                   | image folder                    | alpha        | trimap   |
-|----------|-------------------------------------------|---------------------------------|--------------|----------|
-| folder   | any                                       | images                          | alphas       | trimaps (optional) |
-| p3m      | P3M-10k: validation/P3M-500-P or P3M-500-NP | blurred_image or original_image | mask         | trimap   |
-| am2k     | AM-2k: validation                         | original                        | mask         | trimap   |
-| ppm100   | PPM-100                                   | image                           | matte        | -        |
-| aim500   | AIM-500                                   | original                        | mask         | trimap   |
-| d646     | Distinctions-646: Test (composited)       | Image                           | GT           | Trimap   |
-| comp1k   | Composition-1k test set (composited)      | merged                          | alpha_copy   | trimaps  |
+- ``folder``: any dataset: ``images/``, ``alphas/``, optional ``trimaps/``.
+- ``p3m``: P3M-10k, pointed at ``validation/P3M-500-P`` or ``validation/P3M-500-NP``:
+  ``blurred_image/`` or ``original_image/``, ``mask/``, ``trimap/``.
+- ``am2k``: AM-2k ``validation/``: ``original/``, ``mask/``, ``trimap/``.
+- ``ppm100``: PPM-100: ``image/``, ``matte/`` (no trimaps).
+- ``aim500``: AIM-500: ``original/``, ``mask/``, ``trimap/``.
+- ``d646``: Distinctions-646 ``Test/`` (composited): ``Image/``, ``GT/``, ``Trimap/``.
+- ``comp1k``: Composition-1k test set (composited): ``merged/``, ``alpha_copy/``, ``trimaps/``.
 
-Files are matched by stem (``a.jpg`` with ``a.png``); image suffixes may differ between folders.
+Files are matched by stem (``a.jpg`` with ``a.png``); suffixes may differ between folders.
 """
 
 from __future__ import annotations

@@ -28,7 +28,14 @@ from shm.inference.outputs import render
 from shm.inference.predictor import Matter
 
 STATIC = Path(__file__).parent / "static"
+GONE = "No such session; it may have expired, so upload the photo again."
 Point = Annotated[list[float], Field(min_length=2, max_length=2)]
+
+
+def unusable(err: ImageError) -> HTTPException:
+    """415 for files that are not a supported image, 422 for truncated or oversized ones."""
+    unsupported = "not an image" in str(err) or "file; use" in str(err)
+    return HTTPException(415 if unsupported else 422, str(err))
 
 
 class Stroke(BaseModel):
@@ -87,8 +94,8 @@ def create_app(matter: Matter | None = None, weights: str | Path | None = None,
     async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "body"
-        return JSONResponse({"error": f"Malformed request: {where}: {first.get('msg', 'invalid')}."},
-                            status_code=422)
+        message = f"Malformed request: {where}: {first.get('msg', 'invalid')}."
+        return JSONResponse({"error": message}, status_code=422)
 
     async def run(fn, *args):
         if not pending.acquire(blocking=False):
@@ -101,7 +108,8 @@ def create_app(matter: Matter | None = None, weights: str | Path | None = None,
     async def read_upload(image: UploadFile) -> bytes:
         data = await image.read(max_bytes + 1)
         if len(data) > max_bytes:
-            raise HTTPException(413, f"The upload is over {max_upload_mb:g} MB; send a smaller file.")
+            raise HTTPException(413, f"The upload is over {max_upload_mb:g} MB; "
+                                     "send a smaller file.")
         if not data:
             raise HTTPException(400, "The upload is empty; choose a JPEG, PNG or WebP photo.")
         return data
@@ -120,9 +128,9 @@ def create_app(matter: Matter | None = None, weights: str | Path | None = None,
                 action(session)
                 st.save(sid, session)
         except UnknownSession:
-            raise HTTPException(404, "No such session; it may have expired, so upload the photo again.")
+            raise HTTPException(404, GONE) from None
         except EditError as e:
-            raise HTTPException(409 if "Nothing to" in str(e) else 422, str(e))
+            raise HTTPException(409 if "Nothing to" in str(e) else 422, str(e)) from None
         return {"version": session.version, "ms": round((time.perf_counter() - start) * 1000, 1)}
 
     def session_or_404(sid: str) -> EditSession:
@@ -130,7 +138,7 @@ def create_app(matter: Matter | None = None, weights: str | Path | None = None,
             with store().lock(sid):
                 return store().get(sid)
         except UnknownSession:
-            raise HTTPException(404, "No such session; it may have expired, so upload the photo again.")
+            raise HTTPException(404, GONE) from None
 
     def png(image: Image.Image, name: str | None = None) -> Response:
         buf = io.BytesIO()
@@ -152,8 +160,7 @@ def create_app(matter: Matter | None = None, weights: str | Path | None = None,
         try:
             sid, session = await run(store().create, data, image.filename)
         except ImageError as e:
-            raise HTTPException(415 if "not an image" in str(e) or "file; use" in str(e) else 422,
-                                str(e))
+            raise unusable(e) from None
         return {"id": sid, "width": session.width, "height": session.height}
 
     @app.get("/api/v1/sessions/{sid}")
@@ -161,7 +168,7 @@ def create_app(matter: Matter | None = None, weights: str | Path | None = None,
         try:
             meta = store().meta(sid)
         except UnknownSession:
-            raise HTTPException(404, "No such session; it may have expired, so upload the photo again.")
+            raise HTTPException(404, GONE) from None
         return {"id": sid, "width": meta["width"], "height": meta["height"], "name": meta["name"],
                 "version": meta["version"], "can_undo": meta["version"] > 0,
                 "can_redo": meta["version"] < len(meta["ops"])}
@@ -218,8 +225,7 @@ def create_app(matter: Matter | None = None, weights: str | Path | None = None,
         try:
             body = await run(lambda: render(state["matter"].predict(data), format))
         except ImageError as e:
-            raise HTTPException(415 if "not an image" in str(e) or "file; use" in str(e) else 422,
-                                str(e))
+            raise unusable(e) from None
         return Response(body, media_type="image/png")
 
     @app.get("/", include_in_schema=False)

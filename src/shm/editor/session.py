@@ -68,15 +68,16 @@ class EditSession:
             raise EditError("Brush size must be between 1 and 4096 pixels.")
         pts = self._points(points)
         radius = size / 2
-        top, left = max(0, int(pts[:, 1].min() - radius - 1)), max(0, int(pts[:, 0].min() - radius - 1))
+        top = max(0, int(pts[:, 1].min() - radius - 1))
+        left = max(0, int(pts[:, 0].min() - radius - 1))
         bottom = min(self.height, int(pts[:, 1].max() + radius + 2))
         right = min(self.width, int(pts[:, 0].max() + radius + 2))
         if bottom <= top or right <= left:
             raise EditError("The stroke lies outside the image.")
         mask = np.zeros((bottom - top, right - left), np.uint8)
         local = np.round((pts - [left, top]) * 16).astype(np.int32)
-        thickness = max(1, int(round(size)))
-        for a, b in zip(local, local[1:] if len(local) > 1 else local):
+        thickness = max(1, round(size))
+        for a, b in zip(local, local[1:] if len(local) > 1 else local, strict=False):
             cv2.line(mask, tuple(a), tuple(b), 1, thickness, cv2.LINE_8, shift=4)
         for p in local:
             cv2.circle(mask, tuple(p), int(radius * 16), 1, -1, cv2.LINE_8, shift=4)

@@ -67,7 +67,7 @@ class TNet(nn.Module):
         self.head = nn.Conv2d(decoder_channels, 3, 1)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        f2, f4, f8, f16, f32 = self.encoder(self.normalize(image))
+        _, f4, f8, f16, f32 = self.encoder(self.normalize(image))
         x = _up(self.ppm(f32), f16)
         x = self.up16(torch.cat([x, f16], 1))
         x = self.fuse8(torch.cat([_up(x, f8), self.lateral[1](f8)], 1))
