@@ -55,20 +55,29 @@ class TrainConfig:
         return SampleSpec(self.stage, self.crop)
 
 
-def stage_loss(model: torch.nn.Module, stage: str, batch: dict[str, torch.Tensor]
+def stage_loss(net: torch.nn.Module, stage: str, batch: dict[str, torch.Tensor]
                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Loss of one batch for a stage, and the predicted alpha (B, 1, H, W) in [0, 1]."""
+    """Loss of one batch and the predicted alpha (B, 1, H, W) in [0, 1].
+
+    net is the part the stage trains (possibly DDP-wrapped): the T-Net for 'tnet', the M-Net
+    for 'mnet', the whole SHM for 'end2end'.
+    """
     if stage == "tnet":
-        logits = model.tnet(batch["image"])
+        logits = net(batch["image"])
         probs = logits.softmax(1)
         alpha = probs[:, tri.FOREGROUND:tri.FOREGROUND + 1] + 0.5 * probs[:, tri.UNKNOWN:tri.UNKNOWN + 1]
         return trimap_loss(logits, batch["trimap"]), alpha
     if stage == "mnet":
         probs = F.one_hot(batch["trimap"], 3).permute(0, 3, 1, 2).float()
-        alpha = fuse(probs, model.mnet(batch["image"], probs))
+        alpha = fuse(probs, net(batch["image"], probs))
         return prediction_loss(alpha, batch), alpha
-    out = model(batch["image"])
+    out = net(batch["image"])
     return total_loss(out, batch), out["alpha"]
+
+
+def trained_part(model: torch.nn.Module, stage: str) -> torch.nn.Module:
+    """The sub-network a stage optimises."""
+    return {"tnet": model.tnet, "mnet": model.mnet, "end2end": model}[stage]
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
@@ -91,13 +100,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     torch.manual_seed(cfg.seed)
     model = (load_pretrained(cfg.init) if cfg.init else
              build_model(cfg.model, pretrained_backbone=cfg.model == "mobile")).to(device)
-    part = {"tnet": model.tnet, "mnet": model.mnet, "end2end": model}[cfg.stage]
+    part = trained_part(model, cfg.stage)
     opt = torch.optim.AdamW(part.parameters(), lr=cfg.lr, weight_decay=1e-4)
     warmup = min(50, cfg.steps // 10 + 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (
         1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
-    net = (torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
-           if world > 1 else model)
+    net = (torch.nn.parallel.DistributedDataParallel(part, find_unused_parameters=True)
+           if world > 1 else part)
     cfg.out.mkdir(parents=True, exist_ok=True)
     step = 0
     ckpt_path = cfg.out / CHECKPOINT
@@ -127,7 +136,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             model.train()
             for batch in loader:
                 batch = {k: v.to(device) for k, v in batch.items()}
-                loss, _ = stage_loss(net if cfg.stage == "end2end" else model, cfg.stage, batch)
+                loss, _ = stage_loss(net, cfg.stage, batch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -155,7 +164,7 @@ def validate(model: torch.nn.Module, stage: str, batches: list[dict[str, torch.T
     model.eval()
     rows = []
     for batch in batches:
-        _, alpha = stage_loss(model, stage, batch)
+        _, alpha = stage_loss(trained_part(model, stage), stage, batch)
         for i in range(alpha.shape[0]):
             gt_trimap = tri.to_uint8(batch["trimap"][i].cpu().numpy())
             rows.append(metrics.evaluate(alpha[i, 0].clamp(0, 1).cpu().numpy(),
