@@ -23,7 +23,7 @@ from shm.trimap import BACKGROUND, FOREGROUND, UNKNOWN
 class TileConfig:
     tile: int = 96     # cell size, a multiple of 16
     margin: int = 32   # context on each side, a multiple of 16
-    eps: float = 1e-3  # cells whose max U_s is below this skip the M-Net
+    eps: float = 0.05  # cells whose max U_s is below this skip the M-Net
     batch: int = 8     # windows per M-Net call
 
 
