@@ -31,7 +31,7 @@ def load_image(source: str | Path | bytes | Image.Image | np.ndarray,
                              f"dtype {source.dtype}.")
         _check_pixels(source.shape[1], source.shape[0], max_pixels)
         return source
-    name = "the image"
+    name = "The file"
     if isinstance(source, Image.Image):
         img = source
     else:
