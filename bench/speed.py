@@ -75,19 +75,22 @@ def main() -> None:
             print(mp, method, table[str(mp)][method], file=sys.stderr)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "speed.json").write_text(json.dumps(table, indent=2))
-    head = "| MP | " + " | ".join(args.methods) + " | shm-torch vs RVM |"
-    lines = [head, "|" + "---|" * (len(args.methods) + 2)]
+    md = markdown(table, args.methods)
+    (RESULTS / "speed.md").write_text(md)
+    print(md)
+
+
+def markdown(table: dict, methods: list[str]) -> str:
+    """The README table: time and peak RSS per method and size, and RVM's time over shm's."""
+    lines = ["| MP | " + " | ".join(methods) + " | RVM time / shm-torch time |",
+             "|" + "---|" * (len(methods) + 2)]
     for mp, row in table.items():
-        cells = []
-        for m in args.methods:
-            r = row[m]
-            cells.append("failed" if "error" in r else
-                         f"{r['seconds']:.3f} s, {r['peak_rss_mib']:.0f} MiB")
-        ratio = ("-" if "error" in row.get("RVM", {"error": 1}) or "error" in row["shm-torch"]
-                 else f"{row['RVM']['seconds'] / row['shm-torch']['seconds']:.2f}x faster")
+        cells = ["failed" if "error" in row[m] else
+                 f"{row[m]['seconds']:.3f} s, {row[m]['peak_rss_mib']:.0f} MiB" for m in methods]
+        ok = all("error" not in row.get(m, {"error": 1}) for m in ("RVM", "shm-torch"))
+        ratio = f"{row['RVM']['seconds'] / row['shm-torch']['seconds']:.2f}" if ok else "-"
         lines.append(f"| {mp} | " + " | ".join(cells) + f" | {ratio} |")
-    (RESULTS / "speed.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
