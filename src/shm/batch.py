@@ -19,7 +19,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
+from shm.inference.images import IMAGE_SUFFIXES
+
 MANIFEST = ".shm-batch.sqlite"
 SUMMARY = "batch-summary.json"
 

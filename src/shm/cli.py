@@ -11,13 +11,13 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from shm.data.datasets import LAYOUTS
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Fully automatic human matting: cutouts, evaluation, training, editor.")
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
-LAYOUT_NAMES = ("folder", "p3m", "am2k", "ppm100", "aim500", "d646", "comp1k")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -45,6 +45,8 @@ def _progress():
 def expand_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
     """(file, name relative to the output folder) for every image the inputs name, and the
     inputs that matched nothing. Folders are searched recursively; globs are expanded."""
+    from shm.inference.images import IMAGE_SUFFIXES
+
     found, missing = [], []
     for spec in inputs:
         path = Path(spec)
@@ -113,7 +115,7 @@ def eval_cmd(
     gt: Path | None = typer.Option(None, help="Folder of ground-truth alphas."),
     trimap: Path | None = typer.Option(None, help="Folder of trimaps (128 = unknown)."),
     data: Path | None = typer.Option(None, help="Dataset folder to run the model on."),
-    layout: str = typer.Option("folder", help=f"Dataset layout: {', '.join(LAYOUT_NAMES)}."),
+    layout: str = typer.Option("folder", help=f"Dataset layout: {', '.join(LAYOUTS)}."),
     weights: Path | None = typer.Option(None, help="Model folder; default: the shipped model."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object only."),
     skip_bad: bool = typer.Option(False, help="Skip unusable pairs with a warning."),
@@ -131,8 +133,8 @@ def eval_cmd(
         fail("Give either --pred and --gt (score existing predictions) or --data (run the model).", 2)
     if data is None and (pred is None or gt is None):
         fail("--pred and --gt go together; give both.", 2)
-    if layout not in LAYOUT_NAMES:
-        fail(f"Unknown layout {layout!r}; choose one of {', '.join(LAYOUT_NAMES)}.", 2)
+    if layout not in LAYOUTS:
+        fail(f"Unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}.", 2)
     rows: dict[str, dict] = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
+from shm.inference.images import IMAGE_SUFFIXES
+
 LAYOUTS: dict[str, tuple[tuple[str, ...], str, str | None]] = {
     "folder": (("images",), "alphas", "trimaps"),
     "p3m": (("blurred_image", "original_image"), "mask", "trimap"),
