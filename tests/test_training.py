@@ -1,5 +1,6 @@
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -94,11 +95,16 @@ def test_unknown_stage_is_rejected(fake_data, tmp_path, tiny_weights):
 @pytest.mark.slow
 def test_torchrun_ddp_two_processes(fake_data, tmp_path, tiny_weights):
     out = tmp_path / "ddp"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-           "--master-port", "29517", "-m", "shm.cli", "train", "--stage", "end2end",
+           "--master-addr", "127.0.0.1", "--master-port", port,
+           "-m", "shm.cli", "train", "--stage", "end2end",
            "--data", str(fake_data), "--out", str(out), "--init", str(tiny_weights),
            "--steps", "2", "--batch-size", "2", "--crop", "64", "--workers", "0"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
+    errors = [line for line in res.stderr.splitlines() if "error" in line.lower()][:5]
+    assert res.returncode == 0, "\n".join(errors) + res.stderr[-1500:]
     assert load_pretrained(out) is not None

@@ -146,9 +146,10 @@ def ray_engine(jobs: list[Job], weights: str | None, fmt: str, background: str |
     """Ray Data: map_batches over the jobs with actors that each hold the model."""
     import ray
 
-    if not ray.is_initialized():
+    started_here = not ray.is_initialized()
+    if started_here:
         ray.init(address=address, num_cpus=None if address else workers,
-                 include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+                 include_dashboard=False, log_to_driver=False)
 
     class Actor:
         def __init__(self) -> None:
@@ -162,11 +163,15 @@ def ray_engine(jobs: list[Job], weights: str | None, fmt: str, background: str |
             return {**batch, "error": errors}
 
     data = ray.data.from_items([asdict(j) for j in jobs])
-    out = data.map_batches(Actor, batch_size=4, concurrency=workers, num_cpus=1,
-                           batch_format="numpy")
-    for row in out.iter_rows():
-        job = Job(*(str(row[k]) for k in ("rel", "source", "target", "sha256")))
-        yield job, str(row["error"]) or None
+    out = data.map_batches(Actor, batch_size=4, num_cpus=1, batch_format="numpy",
+                           compute=ray.data.ActorPoolStrategy(size=workers))
+    try:
+        for row in out.iter_rows():
+            job = Job(*(str(row[k]) for k in ("rel", "source", "target", "sha256")))
+            yield job, str(row["error"]) or None
+    finally:
+        if started_here:
+            ray.shutdown()
 
 
 def run_batch(input_dir: str | Path, output_dir: str | Path, fmt: str = "rgba",
