@@ -14,6 +14,15 @@ import numpy as np
 PEERS = Path(__file__).resolve().parents[1].parent / "shared" / "peers"
 
 
+def onnx_session(path: Path):
+    """An onnxruntime CPU session on 2 threads."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 2
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
 class MediaPipeSelfie:
     name = "MediaPipe selfie"
 
@@ -38,11 +47,7 @@ class RVM:
     name = "RVM (MobileNetV3)"
 
     def __init__(self, path: Path = PEERS / "rvm_mobilenetv3.onnx") -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 2
-        self.net = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.net = onnx_session(path)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
@@ -58,11 +63,7 @@ class U2Netp:
     name = "U2-Netp"
 
     def __init__(self, path: Path = PEERS / "u2netp.onnx") -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 2
-        self.net = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.net = onnx_session(path)
         self.input = self.net.get_inputs()[0].name
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
