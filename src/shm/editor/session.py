@@ -91,18 +91,22 @@ class EditSession:
         labels, count = ndimage.label(alpha > 0.05, structure=np.ones((3, 3)))
         if count == 0:
             raise EditError("There is no foreground to select.")
+        nearest = None  # for clicks on the background: index of the nearest foreground pixel
         keep = set()
         for x, y in pts:
             r, c = min(int(y), self.height - 1), min(int(x), self.width - 1)
             if labels[r, c]:
                 keep.add(labels[r, c])
-            else:  # nearest foreground region to a click on the background
-                _, (ir, ic) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
-                keep.add(labels[ir[r, c], ic[r, c]])
-        drop = (labels > 0) & ~np.isin(labels, list(keep))
+            else:
+                if nearest is None:
+                    nearest = ndimage.distance_transform_edt(labels == 0, return_distances=False,
+                                                             return_indices=True)
+                keep.add(labels[nearest[0][r, c], nearest[1][r, c]])
+        kept = np.isin(labels, list(keep))
+        drop = (labels > 0) & ~kept
         if not drop.any():
             raise EditError("Nothing to remove: only the selected subject is in the cutout.")
-        drop = ndimage.binary_dilation(drop, iterations=2) & ~np.isin(labels, list(keep))
+        drop = ndimage.binary_dilation(drop, iterations=2) & ~kept
         rows, cols = np.flatnonzero(drop.any(1)), np.flatnonzero(drop.any(0))
         top, left, bottom, right = rows[0], cols[0], rows[-1] + 1, cols[-1] + 1
         self._apply({"op": "select", "points": pts.tolist()}, drop[top:bottom, left:right],
