@@ -158,5 +158,7 @@ def test_unknown_session_and_malformed_strokes(client):
         assert res.json()["error"].startswith("Malformed request")
     res = client.post(url, json={"tool": "keep", "size": 5, "points": [[-500, -500]]})
     assert res.status_code == 422 and "outside the image" in res.json()["error"]
+    res = client.post(f"/api/v1/sessions/{sid}/select", json={"points": [[-5, 10]]})
+    assert res.status_code == 422 and "inside the image" in res.json()["error"]
     res = client.post(url, content=b"{not json", headers={"content-type": "application/json"})
     assert res.status_code == 422

@@ -87,6 +87,9 @@ class EditSession:
     def select(self, points: list[list[float]]) -> None:
         """Keep only the foreground region(s) containing (or nearest to) the clicked points."""
         pts = self._points(points)
+        inside = (pts >= 0).all(1) & (pts[:, 0] < self.width) & (pts[:, 1] < self.height)
+        if not inside.all():
+            raise EditError("Select points must lie inside the image.")
         alpha = self.canvas.alpha()[0, 0].numpy()
         labels, count = ndimage.label(alpha > 0.05, structure=np.ones((3, 3)))
         if count == 0:
@@ -94,7 +97,7 @@ class EditSession:
         nearest = None  # for clicks on the background: index of the nearest foreground pixel
         keep = set()
         for x, y in pts:
-            r, c = min(int(y), self.height - 1), min(int(x), self.width - 1)
+            r, c = int(y), int(x)
             if labels[r, c]:
                 keep.add(labels[r, c])
             else:
