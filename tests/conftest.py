@@ -49,17 +49,28 @@ TINY_CONFIG = dict(name="tiny", tnet=dict(backbone="mobilenet_v2", ppm_channels=
                    mnet=dict(kind="light", widths=[4, 8, 8, 8, 8]), tnet_long_side=64)
 
 
-@pytest.fixture(scope="session")
-def tiny_weights(tmp_path_factory) -> Path:
-    """A seeded random tiny model saved with save_pretrained."""
+TINY_FAST_CONFIG = dict(TINY_CONFIG, mnet=dict(kind="fast", widths=[4, 8, 8, 8]))
+
+
+def _save_tiny(config: dict, folder: Path) -> Path:
     from shm.config import ModelConfig, build_model
     from shm.pretrained import save_pretrained
 
     torch.manual_seed(0)
-    model = build_model(ModelConfig.from_dict(TINY_CONFIG))
-    folder = tmp_path_factory.mktemp("tiny_model")
-    save_pretrained(model, folder)
+    save_pretrained(build_model(ModelConfig.from_dict(config)), folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A seeded random tiny model (full-resolution 'light' M-Net) saved with save_pretrained."""
+    return _save_tiny(TINY_CONFIG, tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_fast_weights(tmp_path_factory) -> Path:
+    """The same with the half-resolution 'fast' M-Net."""
+    return _save_tiny(TINY_FAST_CONFIG, tmp_path_factory.mktemp("tiny_fast_model"))
 
 
 def astronaut() -> np.ndarray:

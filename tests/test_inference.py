@@ -99,10 +99,10 @@ def test_inputs_of_every_kind_agree(tiny_weights, tmp_path):
         assert np.array_equal(model.predict(source).alpha, a)
 
 
-@pytest.mark.parametrize("weights", ["tiny", "shipped"])
-def test_tiles_equal_a_whole_image_pass(weights, tiny_weights):
-    model = load_model(tiny_weights if weights == "tiny" else None,
-                       tiles=TileConfig(tile=64, margin=32, eps=-1.0))
+@pytest.mark.parametrize("weights", ["tiny", "tiny_fast", "shipped"])
+def test_tiles_equal_a_whole_image_pass(weights, tiny_weights, tiny_fast_weights):
+    folder = {"tiny": tiny_weights, "tiny_fast": tiny_fast_weights, "shipped": None}[weights]
+    model = load_model(folder, tiles=TileConfig(tile=64, margin=32, eps=-1.0))
     image = astronaut()[:200, :176]
     canvas = model.canvas(image)
     tiled = model.refine(canvas)
@@ -138,13 +138,15 @@ def test_shipped_model_finds_the_astronaut():
     assert alpha[:40, 460:].mean() < 0.2
 
 
-def test_onnx_export_matches_torch(tiny_weights, tmp_path):
+@pytest.mark.parametrize("kind", ["light", "fast"])
+def test_onnx_export_matches_torch(kind, tiny_weights, tiny_fast_weights, tmp_path):
     from shm.inference.onnx import export_onnx
     from shm.pretrained import load_pretrained
 
-    folder = export_onnx(load_pretrained(tiny_weights), tmp_path / "onnx")
+    weights = tiny_weights if kind == "light" else tiny_fast_weights
+    folder = export_onnx(load_pretrained(weights), tmp_path / "onnx")
     tiles = TileConfig(tile=32, margin=16)
-    torch_model = load_model(tiny_weights, tiles=tiles)
+    torch_model = load_model(weights, tiles=tiles)
     onnx_model = load_model(folder, backend="onnx", tiles=tiles)
     for image in (RGB, astronaut()[::3, ::2]):
         a, b = torch_model.predict(image), onnx_model.predict(image)

@@ -3,11 +3,13 @@ import os
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
-from shm.data.people import PeopleMatting, SampleSpec
+from shm.data.people import PeopleMatting, SampleSpec, photo_background
 from shm.pretrained import load_pretrained
 from shm.training.trainer import TrainConfig, stage_loss, train, trained_part
 
@@ -30,6 +32,26 @@ def test_samples_have_consistent_shapes_and_trimaps(fake_data, mode):
     assert set(item["trimap"].unique().tolist()) <= {0, 1, 2}
     again = data[1]
     assert torch.equal(again["image"], item["image"])  # deterministic per (seed, epoch, index)
+
+
+def test_photo_background_recovers_the_scene_behind_the_person():
+    rng = np.random.default_rng(0)
+    fg, bg = rng.random((20, 30, 3), np.float32), rng.random((20, 30, 3), np.float32)
+    alpha = rng.random((20, 30), np.float32)
+    alpha[:5] = 1.0
+    photo = alpha[..., None] * fg + (1 - alpha[..., None]) * bg
+    got = photo_background(photo, fg, alpha)
+    soft = alpha <= 0.98
+    assert np.abs(got[soft] - bg[soft]).max() < 1e-4
+    assert np.array_equal(got[:5], photo[:5])  # solid person: B is unknowable, the photo stands in
+
+
+def test_real_samples_use_the_photo_not_a_background_file(fake_data):
+    real = PeopleMatting(fake_data, "train", SampleSpec("tnet", 64, real=1.0))[0]
+    synthetic = PeopleMatting(fake_data, "train", SampleSpec("tnet", 64))[0]
+    composite = real["alpha"] * real["fg"] + (1 - real["alpha"]) * real["bg"]
+    assert torch.allclose(composite, real["image"], atol=1e-5)
+    assert not torch.equal(real["bg"], synthetic["bg"])
 
 
 @pytest.mark.parametrize("stage", ["tnet", "mnet", "end2end"])
@@ -78,6 +100,24 @@ def test_resume_gives_the_identical_next_step_loss(fake_data, tmp_path, tiny_wei
     train(cfg, resume=True, progress=False, on_step=lambda s, loss: resumed.setdefault(s, loss))
     assert list(resumed) == [3]
     assert resumed[3] == losses[3]
+
+
+def test_init_with_a_preset_takes_only_matching_parts(fake_data, tmp_path):
+    from shm.config import PRESETS, MNetConfig, build_model
+    from shm.pretrained import save_pretrained
+
+    torch.manual_seed(0)
+    previous = build_model(replace(PRESETS["mobile"], mnet=MNetConfig("light", (4, 8, 8, 8, 8))))
+    save_pretrained(previous, tmp_path / "previous")
+    cfg = TrainConfig("mnet", fake_data, tmp_path / "run", model="mobile", init=tmp_path / "previous",
+                      steps=1, batch_size=2, crop=64, val_images=2, workers=0)
+    train(cfg, progress=False)
+    log = [json.loads(line) for line in (cfg.out / "log.jsonl").read_text().splitlines()]
+    assert log[0]["parts_from_init"] == ["tnet"]  # the M-Net changed architecture: fresh
+    trained = load_pretrained(cfg.out)
+    assert trained.config.mnet.kind == "fast"
+    for key, value in previous.tnet.state_dict().items():
+        assert torch.equal(trained.tnet.state_dict()[key], value), key
 
 
 def test_batch_of_one_is_rejected(fake_data, tmp_path, tiny_weights):

@@ -191,7 +191,8 @@ def train(
     stage: str = typer.Option(..., help="tnet, mnet or end2end."),
     out_dir: Path = typer.Option(..., "--out", help="Folder for checkpoints, log and weights."),
     data: Path | None = typer.Option(None, help="Data folder; default $SHM_DATA or ../shared/data."),
-    model: str = typer.Option("mobile", help="Preset: mobile or paper."),
+    model: str | None = typer.Option(None, help="Preset: mobile (default without --init) or paper. "
+                                     "With --init: take from it only the parts that match."),
     init: Path | None = typer.Option(None, help="Weights folder of the previous stage."),
     steps: int = typer.Option(1000, help="Total optimiser steps of this stage."),
     batch_size: int = typer.Option(8, help="Crops per step (per process under torchrun)."),
@@ -201,6 +202,8 @@ def train(
     resume: bool = typer.Option(False, help="Continue from --out/checkpoint.pt."),
     seed: int = typer.Option(0, help="Seed of data order and augmentation."),
     workers: int = typer.Option(1, help="Data-loading processes."),
+    real: float = typer.Option(0.0, min=0.0, max=1.0,
+                               help="Fraction of samples kept on the photo's own background."),
 ) -> None:
     """Train one stage (torchrun --nproc-per-node N shm train ... for DDP)."""
     from shm.paths import default_data_root
@@ -210,7 +213,7 @@ def train(
     if crop % 32:
         fail(f"--crop {crop} is not a multiple of 32; use e.g. {crop // 32 * 32 or 32}.", 2)
     cfg = TrainConfig(stage, data or default_data_root(), out_dir, model, init, steps, batch_size,
-                      crop, lr, checkpoint_every, seed=seed, workers=workers)
+                      crop, lr, checkpoint_every, seed=seed, workers=workers, real=real)
     try:
         result = run(cfg, resume=resume)
     except (FileNotFoundError, ValueError) as e:

@@ -20,10 +20,11 @@ class TNetConfig:
 
 @dataclass(frozen=True)
 class MNetConfig:
-    """kind: 'light' (encoder-decoder with skips) or 'vgg' (the paper's VGG16-BN)."""
+    """kind: 'fast' (encoder-decoder at half resolution, 4 widths), 'light' (encoder-decoder
+    at full resolution, 5 widths) or 'vgg' (the paper's VGG16-BN; widths unused)."""
 
-    kind: str = "light"
-    widths: tuple[int, ...] = (12, 24, 32, 48, 64)
+    kind: str = "fast"
+    widths: tuple[int, ...] = (16, 24, 32, 48)
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def build_model(name_or_config: str | ModelConfig = "mobile", pretrained_backbon
     shipped SHM weights are loaded with ``shm.load_model``).
     """
     from shm.models.backbones import MobileNetV2Encoder, ResNet50Encoder
-    from shm.models.mnet import LightMNet, VGGMNet
+    from shm.models.mnet import FastMNet, LightMNet, VGGMNet
     from shm.models.shm import SHM
     from shm.models.tnet import TNet
 
@@ -96,12 +97,10 @@ def build_model(name_or_config: str | ModelConfig = "mobile", pretrained_backbon
         raise ValueError(f"Unknown T-Net backbone {cfg.tnet.backbone!r}; "
                          "choose 'mobilenet_v2' or 'resnet50'.")
     tnet = TNet(encoder, cfg.tnet.ppm_channels, cfg.tnet.decoder_channels)
-    if cfg.mnet.kind == "light":
-        mnet = LightMNet(cfg.mnet.widths)
-    elif cfg.mnet.kind == "vgg":
-        mnet = VGGMNet()
-    else:
-        raise ValueError(f"Unknown M-Net kind {cfg.mnet.kind!r}; choose 'light' or 'vgg'.")
+    mnets = {"fast": FastMNet, "light": LightMNet, "vgg": VGGMNet}
+    if cfg.mnet.kind not in mnets:
+        raise ValueError(f"Unknown M-Net kind {cfg.mnet.kind!r}; choose one of {', '.join(mnets)}.")
+    mnet = VGGMNet() if cfg.mnet.kind == "vgg" else mnets[cfg.mnet.kind](cfg.mnet.widths)
     model = SHM(tnet, mnet, cfg.tnet_long_side)
     model.config = cfg
     return model

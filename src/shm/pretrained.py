@@ -33,6 +33,30 @@ def save_pretrained(model: nn.Module, folder: str | Path) -> None:
     atomic_write(folder / CONFIG_FILE, lambda p: Path(p).write_text(text))
 
 
+def load_matching_parts(model: nn.Module, path: str | Path) -> list[str]:
+    """Load into ``model`` the parts ('tnet', 'mnet') of the weights at ``path`` whose
+    configuration equals ``model.config``'s; return the names of the parts loaded.
+
+    Lets a stage start from the previous stage's weights while a part's architecture changes.
+    """
+    from safetensors.torch import load_file
+
+    folder = Path(path)
+    if not (folder / WEIGHTS_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"No model weights in {folder}: expected {WEIGHTS_FILE} and "
+                                f"{CONFIG_FILE} there.")
+    saved = ModelConfig.from_dict(json.loads((folder / CONFIG_FILE).read_text()))
+    state = load_file(str(folder / WEIGHTS_FILE))
+    loaded = []
+    for part in ("tnet", "mnet"):
+        if getattr(saved, part) == getattr(model.config, part):
+            prefix = f"{part}."
+            getattr(model, part).load_state_dict(
+                {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, strict=True)
+            loaded.append(part)
+    return loaded
+
+
 def load_pretrained(path: str | Path | None = None) -> nn.Module:
     """Load an SHM model in eval mode from a folder (or its ``model.safetensors``).
 

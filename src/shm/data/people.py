@@ -24,6 +24,8 @@ class SampleSpec:
     mode 'tnet': the whole image at long side in ``long_side``, random window (T-Net's view).
     mode 'mnet': full resolution scaled by ``scale``, window centred on the unknown band.
     mode 'end2end': like 'tnet' but at larger scales, window centred on the person.
+    With probability ``real`` a sample keeps the photo's own background (no colour jitter then),
+    so the T-Net also learns from real scenes, not only from composites.
     """
 
     mode: str
@@ -31,6 +33,7 @@ class SampleSpec:
     long_side: tuple[int, int] = (320, 448)
     scale: tuple[float, float] = (0.6, 1.0)
     trimap_width: tuple[float, float] = (0.005, 0.02)  # fraction of the short side
+    real: float = 0.0  # probability of keeping the photo's own background instead of compositing
 
 
 class PeopleMatting(torch.utils.data.Dataset):
@@ -71,12 +74,16 @@ class PeopleMatting(torch.utils.data.Dataset):
         ipath, apath = self.images / f"{name}.jpg", self.alphas / f"{name}.png"
         fg = cached_foreground(ipath, apath, self.cache_dir).astype(np.float32) / 255
         alpha = np.asarray(Image.open(apath).convert("L"), np.float32) / 255
+        if self.spec.real > 0 and rng.random() < self.spec.real:
+            photo = np.asarray(Image.open(ipath).convert("RGB"), np.float32) / 255
+            return self._sample(fg, alpha, photo_background(photo, fg, alpha), rng, real=True)
         bg_path = self.backgrounds[rng.integers(len(self.backgrounds))]
         bg = np.asarray(Image.open(bg_path).convert("RGB"), np.float32) / 255
         return self._sample(fg, alpha, bg, rng)
 
     def _sample(self, fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray,
-                rng: np.random.Generator) -> dict[str, torch.Tensor]:
+                rng: np.random.Generator, real: bool = False) -> dict[str, torch.Tensor]:
+        """Scale, crop, flip and jitter. real: bg is the photo's own background, aligned with fg."""
         spec = self.spec
         h, w = alpha.shape
         if spec.mode == "mnet":
@@ -85,6 +92,8 @@ class PeopleMatting(torch.utils.data.Dataset):
             scale = rng.uniform(*spec.long_side) / max(h, w)
         size = (max(8, round(h * scale)), max(8, round(w * scale)))
         fg, alpha = resize(fg, size), np.clip(resize(alpha, size), 0, 1)
+        if real:
+            bg = resize(bg, size)
         centre = None
         if spec.mode == "mnet":
             band = np.argwhere((alpha > 0.02) & (alpha < 0.98))
@@ -94,17 +103,33 @@ class PeopleMatting(torch.utils.data.Dataset):
             person = np.argwhere(alpha > 0.5)
             if len(person):
                 centre = tuple(person[rng.integers(len(person))])
-        fg, alpha = place(fg, alpha, spec.crop, centre, rng)
-        bg = random_background(bg, spec.crop, rng)
+        if real:
+            fg, alpha, bg = place(fg, alpha, spec.crop, centre, rng, bg)
+        else:
+            fg, alpha = place(fg, alpha, spec.crop, centre, rng)
+            bg = random_background(bg, spec.crop, rng)
         if rng.random() < 0.5:
             fg, alpha, bg = fg[:, ::-1], alpha[:, ::-1], bg[:, ::-1]
-        fg, bg = colour_jitter(fg, rng), colour_jitter(bg, rng)
+        if not real:
+            fg, bg = colour_jitter(fg, rng), colour_jitter(bg, rng)
         image = composite(fg, bg, alpha)
         width = max(1, round(rng.uniform(*spec.trimap_width) * min(size)))
         classes = tri.to_classes(tri.from_alpha(alpha, width))
         return {"image": _chw(image), "fg": _chw(fg), "bg": _chw(bg),
                 "alpha": torch.from_numpy(np.ascontiguousarray(alpha))[None],
                 "trimap": torch.from_numpy(classes)}
+
+
+def photo_background(photo: np.ndarray, fg: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The background B behind a photo I = alpha F + (1 - alpha) B, where it can be recovered.
+
+    photo, fg: (H, W, 3) float in [0, 1]; alpha: (H, W) in [0, 1]. Where alpha > 0.98, B does
+    not matter to the composite and the photo is returned. Returns (H, W, 3) float32 in [0, 1].
+    """
+    a = alpha[..., None]
+    solid = a > 0.98
+    bg = (photo - a * fg) / np.where(solid, 1.0, 1 - a)
+    return np.clip(np.where(solid, photo, bg), 0, 1).astype(np.float32)
 
 
 def _chw(x: np.ndarray) -> torch.Tensor:

@@ -17,11 +17,12 @@ def resize(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def place(fg: np.ndarray, alpha: np.ndarray, crop: int, centre: tuple[int, int] | None,
-          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Cut a crop x crop window from fg/alpha, zero-padding where it leaves the image.
+          rng: np.random.Generator, *more: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Cut the same crop x crop window from fg, alpha and ``more``, zero-padding outside the image.
 
     centre: (row, col) the window is centred on (jittered by a quarter crop), or None for a
-    uniformly random window. Returns the fg window (crop, crop, 3) and alpha window (crop, crop).
+    uniformly random window. Returns the windows in argument order: fg (crop, crop, 3),
+    alpha (crop, crop), then each of ``more`` (crop, crop, 3).
     """
     h, w = alpha.shape
     if centre is None:
@@ -30,14 +31,15 @@ def place(fg: np.ndarray, alpha: np.ndarray, crop: int, centre: tuple[int, int] 
     else:
         jitter = rng.integers(-crop // 4, crop // 4 + 1, size=2)
         top, left = centre[0] - crop // 2 + jitter[0], centre[1] - crop // 2 + jitter[1]
-    out_fg = np.zeros((crop, crop, 3), np.float32)
-    out_a = np.zeros((crop, crop), np.float32)
     r0, c0 = max(top, 0), max(left, 0)
     r1, c1 = min(top + crop, h), min(left + crop, w)
-    if r1 > r0 and c1 > c0:
-        out_fg[r0 - top:r1 - top, c0 - left:c1 - left] = fg[r0:r1, c0:c1]
-        out_a[r0 - top:r1 - top, c0 - left:c1 - left] = alpha[r0:r1, c0:c1]
-    return out_fg, out_a
+    windows = []
+    for x in (fg, alpha, *more):
+        out = np.zeros((crop, crop, *x.shape[2:]), np.float32)
+        if r1 > r0 and c1 > c0:
+            out[r0 - top:r1 - top, c0 - left:c1 - left] = x[r0:r1, c0:c1]
+        windows.append(out)
+    return tuple(windows)
 
 
 def random_background(bg: np.ndarray, crop: int, rng: np.random.Generator) -> np.ndarray:

@@ -63,6 +63,38 @@ class LightMNet(_MNetBase):
         return torch.sigmoid(d)
 
 
+class FastMNet(_MNetBase):
+    """LightMNet's design run at half resolution, for speed.
+
+    The 6-channel input is pixel-unshuffled (each 2x2 block becomes 24 channels at H/2 x W/2),
+    an encoder-decoder with skips runs there (3 more downsamplings), and 4 output channels are
+    pixel-shuffled back to full resolution: no 3x3 convolution runs at full resolution, about
+    a third of LightMNet's multiply-adds per pixel. Same contract as ``LightMNet``.
+    """
+
+    def __init__(self, widths: tuple[int, ...] = (16, 24, 32, 48)) -> None:
+        super().__init__()
+        w0, w1, w2, w3 = widths
+        self.enc0 = ConvBNReLU(24, w0)
+        self.enc1 = nn.Sequential(ConvBNReLU(w0, w1, stride=2), ConvBNReLU(w1, w1))
+        self.enc2 = nn.Sequential(ConvBNReLU(w1, w2, stride=2), ConvBNReLU(w2, w2))
+        self.enc3 = nn.Sequential(ConvBNReLU(w2, w3, stride=2), ConvBNReLU(w3, w3))
+        self.dec2 = ConvBNReLU(w3 + w2, w2)
+        self.dec1 = ConvBNReLU(w2 + w1, w1)
+        self.dec0 = nn.Sequential(ConvBNReLU(w1 + w0 + 24, w0), nn.Conv2d(w0, 4, 3, padding=1))
+
+    def forward(self, image: torch.Tensor, trimap_probs: torch.Tensor) -> torch.Tensor:
+        x = F.pixel_unshuffle(self._prepare(image, trimap_probs), 2)
+        e0 = self.enc0(x)
+        e1 = self.enc1(e0)
+        e2 = self.enc2(e1)
+        d = self.enc3(e2)
+        d = self.dec2(torch.cat([_up2(d), e2], 1))
+        d = self.dec1(torch.cat([_up2(d), e1], 1))
+        d = self.dec0(torch.cat([_up2(d), e0, x], 1))
+        return torch.sigmoid(F.pixel_shuffle(d, 2))
+
+
 class VGGMNet(_MNetBase):
     """The paper's M-Net: VGG16-style with batch norm.
 

@@ -20,11 +20,11 @@ import torch.nn.functional as F
 
 from shm import metrics
 from shm import trimap as tri
-from shm.config import build_model
+from shm.config import build_model, get_config
 from shm.data.people import PeopleMatting, SampleSpec
 from shm.fileio import atomic_write
 from shm.models.fusion import fuse
-from shm.pretrained import load_pretrained, save_pretrained
+from shm.pretrained import load_matching_parts, load_pretrained, save_pretrained
 from shm.training.losses import prediction_loss, total_loss, trimap_loss
 
 STAGES = ("tnet", "mnet", "end2end")
@@ -33,12 +33,17 @@ CHECKPOINT = "checkpoint.pt"
 
 @dataclass
 class TrainConfig:
-    """One stage's run. ``init`` is a folder of weights from the previous stage (None: ImageNet)."""
+    """One stage's run.
+
+    init: a folder of weights from the previous stage; None starts from ImageNet.
+    model: a preset. Without init, the model to train; with init, None keeps init's architecture,
+    and a preset takes from init only the parts (T-Net, M-Net) whose architecture matches.
+    """
 
     stage: str
     data: Path
     out: Path
-    model: str = "mobile"
+    model: str | None = None
     init: Path | None = None
     steps: int = 1000
     batch_size: int = 8
@@ -48,11 +53,12 @@ class TrainConfig:
     val_images: int = 16
     seed: int = 0
     workers: int = 1
+    real: float = 0.0  # fraction of samples on the photo's own background
 
     def spec(self) -> SampleSpec:
         if self.stage == "end2end":
-            return SampleSpec("end2end", self.crop, long_side=(384, 640))
-        return SampleSpec(self.stage, self.crop)
+            return SampleSpec("end2end", self.crop, long_side=(384, 640), real=self.real)
+        return SampleSpec(self.stage, self.crop, real=self.real)
 
 
 def stage_loss(net: torch.nn.Module, stage: str, batch: dict[str, torch.Tensor]
@@ -98,8 +104,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
                           if torch.cuda.is_available() else "cpu")
     torch.manual_seed(cfg.seed)
-    model = (load_pretrained(cfg.init) if cfg.init else
-             build_model(cfg.model, pretrained_backbone=cfg.model == "mobile")).to(device)
+    model, loaded = _initial_model(cfg)
+    model = model.to(device)
     part = trained_part(model, cfg.stage)
     opt = torch.optim.AdamW(part.parameters(), lr=cfg.lr, weight_decay=1e-4)
     warmup = min(50, cfg.steps // 10 + 1)
@@ -108,6 +114,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     net = (torch.nn.parallel.DistributedDataParallel(part, find_unused_parameters=True)
            if world > 1 else part)
     cfg.out.mkdir(parents=True, exist_ok=True)
+    if rank == 0 and not resume:
+        _log(cfg.out, {"init": str(cfg.init), "parts_from_init": loaded})
     step = 0
     ckpt_path = cfg.out / CHECKPOINT
     if resume and ckpt_path.is_file():
@@ -131,8 +139,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             batches = [order[i * cfg.batch_size:(i + 1) * cfg.batch_size].tolist()
                        for i in range(offset, min(per_epoch, offset + cfg.steps - step))]
             data.set_epoch(epoch)
-            loader = torch.utils.data.DataLoader(data, batch_sampler=batches,
-                                                 num_workers=cfg.workers)
+            # forkserver: forking a parent whose OpenMP pool is running (numba, when the
+            # foreground cache is being filled) kills the workers.
+            loader = torch.utils.data.DataLoader(
+                data, batch_sampler=batches, num_workers=cfg.workers,
+                multiprocessing_context="forkserver" if cfg.workers else None)
             model.train()
             for batch in loader:
                 batch = {k: v.to(device) for k, v in batch.items()}
@@ -155,6 +166,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         save_pretrained(model, cfg.out)
         (cfg.out / "train_config.json").write_text(json.dumps(asdict(cfg), default=str, indent=2))
     return result
+
+
+def _initial_model(cfg: TrainConfig) -> tuple[torch.nn.Module, list[str]]:
+    """The model a stage starts from, and the parts taken from ``cfg.init``."""
+    if cfg.init and cfg.model is None:
+        return load_pretrained(cfg.init).train(), ["tnet", "mnet"]
+    config = get_config(cfg.model or "mobile")
+    model = build_model(config, pretrained_backbone=config.tnet.backbone == "mobilenet_v2")
+    return model, load_matching_parts(model, cfg.init) if cfg.init else []
 
 
 @torch.inference_mode()
