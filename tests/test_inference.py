@@ -5,8 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
+from shm import trimap
 from shm.inference.images import ImageError, load_image
-from shm.inference.predictor import Matte, load_model
+from shm.inference.predictor import Matte, load_model, trimap_of
 from shm.inference.tiles import TileConfig
 from shm.models.fusion import fuse
 from tests.conftest import astronaut
@@ -159,3 +160,14 @@ def test_onnx_backend_errors(tmp_path):
         load_model(tmp_path, backend="onnx")
     with pytest.raises(ValueError, match="torch or onnx"):
         load_model(backend="tensorrt")
+
+
+def test_trimap_is_the_argmax_of_the_probabilities_ties_included(tiny_weights):
+    model = load_model(tiny_weights, tiles=TileConfig(tile=32, margin=16))
+    canvas = model.canvas(RGB)
+    m, h, w = canvas.cfg.margin, canvas.height, canvas.width
+    levels = torch.tensor([0.2, 0.4, 0.4])  # exact ties between channels, in every order
+    probs = levels[torch.randint(0, 3, (1, 3, h + 2 * m, w + 2 * m), generator=torch.manual_seed(0))]
+    canvas.probs = probs
+    expected = trimap.to_uint8(probs[0, :, m:m + h, m:m + w].argmax(0).numpy())
+    assert np.array_equal(trimap_of(canvas), expected)

@@ -85,10 +85,18 @@ class Matter:
 
 
 def trimap_of(canvas: TiledCanvas) -> np.ndarray:
-    """(H, W) uint8 trimap in {0, 128, 255}: the most likely class of each pixel."""
+    """(H, W) uint8 trimap in {0, 128, 255}: the most likely class of each pixel.
+
+    Same result as an argmax over the channels (ties go to the lower channel), without
+    argmax's slow pass over a strided channel axis.
+    """
     m = canvas.cfg.margin
     probs = canvas.probs[0, :, m:m + canvas.height, m:m + canvas.width]
-    return tri.to_uint8(probs.argmax(0).numpy())
+    bg, unknown, fg = probs[tri.BACKGROUND], probs[tri.UNKNOWN], probs[tri.FOREGROUND]
+    out = torch.where(fg > bg, int(tri.VALUES[tri.FOREGROUND]), int(tri.VALUES[tri.BACKGROUND]))
+    out = out.to(torch.uint8)
+    out[(unknown > bg) & (unknown >= fg)] = int(tri.VALUES[tri.UNKNOWN])
+    return out.numpy()
 
 
 def load_model(weights: str | Path | None = None, backend: str = "torch", **kwargs) -> Matter:
