@@ -100,18 +100,35 @@ def test_inputs_of_every_kind_agree(tiny_weights, tmp_path):
         assert np.array_equal(model.predict(source).alpha, a)
 
 
+@pytest.mark.parametrize("window", ["box", "cells"])
 @pytest.mark.parametrize("weights", ["tiny", "tiny_fast", "shipped"])
-def test_tiles_equal_a_whole_image_pass(weights, tiny_weights, tiny_fast_weights):
+def test_tiles_equal_a_whole_image_pass(weights, window, tiny_weights, tiny_fast_weights):
     folder = {"tiny": tiny_weights, "tiny_fast": tiny_fast_weights, "shipped": None}[weights]
-    model = load_model(folder, tiles=TileConfig(tile=64, margin=32, eps=-1.0))
-    image = astronaut()[:200, :176]
+    context = load_model(folder).tiles.margin
+    tiles = TileConfig(tile=64, margin=context, eps=-1.0, max_window=0 if window == "cells" else 10**7)
+    model = load_model(folder, tiles=tiles)
+    image = astronaut()[:384, :352]
     canvas = model.canvas(image)
     tiled = model.refine(canvas)
     with torch.inference_mode():
         whole = fuse(canvas.probs, model.model.mnet(canvas.image, canvas.probs)).clamp(0, 1)
     m = canvas.cfg.margin
-    whole = whole[0, 0, m:m + 200, m:m + 176].numpy()
-    assert np.abs(tiled - whole).max() < 1e-3
+    whole = whole[0, 0, m:m + 384, m:m + 352].numpy()
+    assert np.abs(tiled - whole).max() < 1e-4
+
+
+@pytest.mark.parametrize("kind", ["light", "fast"])
+def test_mnet_context_covers_its_receptive_field(kind):
+    from shm.models.mnet import MNETS
+
+    torch.manual_seed(0)
+    net = MNETS[kind]((4, 8, 8, 8, 8) if kind == "light" else (4, 8, 8, 8)).eval()
+    image = torch.rand(1, 3, 320, 320, requires_grad=True)
+    out = net(image, torch.rand(1, 3, 320, 320))
+    for k in range(16):  # every alignment with the stride-16 grid
+        grad, = torch.autograd.grad(out[0, 0, 144 + k, 144 + k], image, retain_graph=True)
+        reach = (grad[0].abs().sum(0).nonzero() - (144 + k)).abs().max().item()
+        assert 48 < reach <= net.context
 
 
 def test_skipped_cells_follow_the_trimap(tiny_weights):

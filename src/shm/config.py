@@ -82,7 +82,7 @@ def build_model(name_or_config: str | ModelConfig = "mobile", pretrained_backbon
     shipped SHM weights are loaded with ``shm.load_model``).
     """
     from shm.models.backbones import MobileNetV2Encoder, ResNet50Encoder
-    from shm.models.mnet import FastMNet, LightMNet, VGGMNet
+    from shm.models.mnet import MNETS, VGGMNet
     from shm.models.shm import SHM
     from shm.models.tnet import TNet
 
@@ -97,10 +97,9 @@ def build_model(name_or_config: str | ModelConfig = "mobile", pretrained_backbon
         raise ValueError(f"Unknown T-Net backbone {cfg.tnet.backbone!r}; "
                          "choose 'mobilenet_v2' or 'resnet50'.")
     tnet = TNet(encoder, cfg.tnet.ppm_channels, cfg.tnet.decoder_channels)
-    mnets = {"fast": FastMNet, "light": LightMNet, "vgg": VGGMNet}
-    if cfg.mnet.kind not in mnets:
-        raise ValueError(f"Unknown M-Net kind {cfg.mnet.kind!r}; choose one of {', '.join(mnets)}.")
-    mnet = VGGMNet() if cfg.mnet.kind == "vgg" else mnets[cfg.mnet.kind](cfg.mnet.widths)
+    if cfg.mnet.kind not in MNETS:
+        raise ValueError(f"Unknown M-Net kind {cfg.mnet.kind!r}; choose one of {', '.join(MNETS)}.")
+    mnet = VGGMNet() if cfg.mnet.kind == "vgg" else MNETS[cfg.mnet.kind](cfg.mnet.widths)
     model = SHM(tnet, mnet, cfg.tnet_long_side)
     model.config = cfg
     return model

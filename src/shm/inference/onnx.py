@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from shm.models.mnet import MNETS
 from shm.models.shm import tnet_at_reduced_size
 from shm.pretrained import CONFIG_FILE
 
@@ -57,7 +58,9 @@ class OnnxSHM:
         providers = ["CPUExecutionProvider"]
         self._tnet = ort.InferenceSession(str(folder / TNET_FILE), opts, providers=providers)
         self._mnet = ort.InferenceSession(str(folder / MNET_FILE), opts, providers=providers)
-        self.tnet_long_side = json.loads((folder / CONFIG_FILE).read_text())["tnet_long_side"]
+        config = json.loads((folder / CONFIG_FILE).read_text())
+        self.tnet_long_side = config["tnet_long_side"]
+        self.mnet_context = MNETS[config["mnet"]["kind"]].context
 
     def eval(self) -> OnnxSHM:
         return self

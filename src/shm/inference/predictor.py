@@ -54,13 +54,14 @@ def image_tensor(image: np.ndarray) -> torch.Tensor:
 class Matter:
     """Holds a loaded SHM model (eval mode; or ``OnnxSHM``) and mattes photos with it.
 
-    tiles: how the full-resolution M-Net is tiled; max_pixels: larger inputs are refused.
+    tiles: how the full-resolution M-Net is tiled (default: a margin of the M-Net's context,
+    which makes tiles exact); max_pixels: larger inputs are refused.
     """
 
     def __init__(self, model, tiles: TileConfig | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.model = model.eval()
-        self.tiles = tiles or TileConfig()
+        self.tiles = tiles or TileConfig(margin=model.mnet_context)
         self.max_pixels = max_pixels
 
     @torch.no_grad()  # not inference_mode: the editor edits the canvas's tensors in place

@@ -4,8 +4,10 @@ The image is split into square cells of ``tile`` pixels. The M-Net runs on a cel
 unknown probability there exceeds ``eps``, on a window of the cell plus ``margin`` pixels of
 context on every side; only the cell's centre is kept. Elsewhere U_s < eps, and alpha_r is taken
 as F_s / (F_s + B_s), so alpha there is within eps * |alpha_r - that| of the full result.
-With the margin covering the M-Net's effective receptive field, the result equals a whole-image
-pass to within 1e-3, and the cost grows with the length of the outline, not the image's area.
+The margin covers the M-Net's whole receptive field (``context``), so every cell it runs on
+equals a whole-image pass up to float rounding. When the cells are dense, one window around
+their bounding box costs fewer pixels than a window per cell and is used instead. Either way
+the cost grows with the length of the outline, not with the image's area.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from shm.trimap import BACKGROUND, FOREGROUND, UNKNOWN
 @dataclass(frozen=True)
 class TileConfig:
     tile: int = 96     # cell size, a multiple of 16
-    margin: int = 32   # context on each side, a multiple of 16
+    margin: int = 96   # context on each side, a multiple of 16; exact if >= the M-Net's context
     eps: float = 0.05  # cells whose max U_s is below this skip the M-Net
     batch: int = 8     # windows per M-Net call
+    max_window: int = 4_000_000  # pixels of the largest bounding-box window (bounds memory)
 
 
 class TiledCanvas:
@@ -57,8 +60,22 @@ class TiledCanvas:
         return [(r, c) for r, c in wanted if cells is None or (r, c) in cells]
 
     def run(self, mnet: torch.nn.Module, cells: list[tuple[int, int]]) -> None:
-        """Run the M-Net on the windows of ``cells`` and store their centres in ``alpha_r``."""
-        t, m, size = self.cfg.tile, self.cfg.margin, self.cfg.tile + 2 * self.cfg.margin
+        """Run the M-Net for ``cells`` and store their centres in ``alpha_r``: one window around
+        their bounding box when that costs fewer pixels, else one window per cell."""
+        if not cells:
+            return
+        t, m = self.cfg.tile, self.cfg.margin
+        rows, cols = [r for r, _ in cells], [c for _, c in cells]
+        r0, c0 = min(rows), min(cols)
+        box_h, box_w = (max(rows) - r0 + 1) * t + 2 * m, (max(cols) - c0 + 1) * t + 2 * m
+        if box_h * box_w <= min(len(cells) * (t + 2 * m) ** 2, self.cfg.max_window):
+            out = mnet(self.image[..., r0 * t:r0 * t + box_h, c0 * t:c0 * t + box_w],
+                       self.probs[..., r0 * t:r0 * t + box_h, c0 * t:c0 * t + box_w])
+            for r, c in cells:
+                top, left = m + (r - r0) * t, m + (c - c0) * t
+                self._store(r, c, out[..., top:top + t, left:left + t])
+            return
+        size = t + 2 * m
         for i in range(0, len(cells), self.cfg.batch):
             group = cells[i:i + self.cfg.batch]
             imgs = torch.cat([self.image[..., r * t:r * t + size, c * t:c * t + size]
@@ -67,8 +84,11 @@ class TiledCanvas:
                                for r, c in group])
             out = mnet(imgs, probs)
             for k, (r, c) in enumerate(group):
-                self.alpha_r[..., m + r * t:m + (r + 1) * t, m + c * t:m + (c + 1) * t] = \
-                    out[k:k + 1, :, m:m + t, m:m + t]
+                self._store(r, c, out[k:k + 1, :, m:m + t, m:m + t])
+
+    def _store(self, row: int, col: int, alpha_r: torch.Tensor) -> None:
+        t, m = self.cfg.tile, self.cfg.margin
+        self.alpha_r[..., m + row * t:m + (row + 1) * t, m + col * t:m + (col + 1) * t] = alpha_r
 
     def alpha(self) -> torch.Tensor:
         """Fused alpha (1, 1, H, W) in [0, 1]: F_s + U_s * alpha_r."""

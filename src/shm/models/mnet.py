@@ -10,9 +10,14 @@ from shm.models.layers import ConvBNReLU, Normalize
 
 
 class _MNetBase(nn.Module):
-    """Splits the 6-channel input and normalises the RGB part."""
+    """Splits the 6-channel input and normalises the RGB part.
+
+    ``context``: receptive radius in pixels, rounded up to a multiple of 16: an output pixel
+    depends on inputs at most this far away, so tiles with this margin are exact.
+    """
 
     stride = 16
+    context = 96
 
     def __init__(self) -> None:
         super().__init__()
@@ -103,6 +108,7 @@ class VGGMNet(_MNetBase):
     """
 
     _encoder = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
+    context = 160
 
     def __init__(self) -> None:
         super().__init__()
@@ -137,3 +143,6 @@ class VGGMNet(_MNetBase):
 
 def _up2(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+
+
+MNETS: dict[str, type[_MNetBase]] = {"fast": FastMNet, "light": LightMNet, "vgg": VGGMNet}

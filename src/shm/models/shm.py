@@ -41,6 +41,11 @@ class SHM(nn.Module):
         self.mnet = mnet
         self.tnet_long_side = tnet_long_side
 
+    @property
+    def mnet_context(self) -> int:
+        """Margin in pixels that makes tiled M-Net runs exact (see shm.inference.tiles)."""
+        return self.mnet.context
+
     def trimap_logits(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, 3, H, W) logits, the T-Net run at reduced size."""
         return tnet_at_reduced_size(self.tnet, image, self.tnet_long_side)
