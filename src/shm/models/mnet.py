@@ -108,7 +108,7 @@ class VGGMNet(_MNetBase):
     """
 
     _encoder = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
-    context = 160
+    context = 144
 
     def __init__(self) -> None:
         super().__init__()
