@@ -100,12 +100,13 @@ def test_inputs_of_every_kind_agree(tiny_weights, tmp_path):
         assert np.array_equal(model.predict(source).alpha, a)
 
 
-@pytest.mark.parametrize("window", ["box", "cells"])
+@pytest.mark.parametrize("window", ["box", "blocks", "cells"])
 @pytest.mark.parametrize("weights", ["tiny", "tiny_fast", "shipped"])
 def test_tiles_equal_a_whole_image_pass(weights, window, tiny_weights, tiny_fast_weights):
     folder = {"tiny": tiny_weights, "tiny_fast": tiny_fast_weights, "shipped": None}[weights]
     context = load_model(folder).tiles.margin
-    tiles = TileConfig(tile=64, margin=context, eps=-1.0, max_window=0 if window == "cells" else 10**7)
+    max_window = {"box": 10**7, "blocks": (2 * 64 + 2 * context) ** 2, "cells": 0}[window]
+    tiles = TileConfig(tile=64, margin=context, eps=-1.0, max_window=max_window)
     model = load_model(folder, tiles=tiles)
     image = astronaut()[:384, :352]
     canvas = model.canvas(image)

@@ -5,13 +5,14 @@ unknown probability there exceeds ``eps``, on a window of the cell plus ``margin
 context on every side; only the cell's centre is kept. Elsewhere U_s < eps, and alpha_r is taken
 as F_s / (F_s + B_s), so alpha there is within eps * |alpha_r - that| of the full result.
 The margin covers the M-Net's whole receptive field (``context``), so every cell it runs on
-equals a whole-image pass up to float rounding. When the cells are dense, one window around
-their bounding box costs fewer pixels than a window per cell and is used instead. Either way
+equals a whole-image pass up to float rounding. Where the cells are dense, one window around
+a block of them costs fewer pixels than a window per cell and is used instead. Either way
 the cost grows with the length of the outline, not with the image's area.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -27,7 +28,7 @@ class TileConfig:
     margin: int = 96   # context on each side, a multiple of 16; exact if >= the M-Net's context
     eps: float = 0.05  # cells whose max U_s is below this skip the M-Net
     batch: int = 8     # windows per M-Net call
-    max_window: int = 4_000_000  # pixels of the largest bounding-box window (bounds memory)
+    max_window: int = 2_500_000  # pixels of the largest bounding-box window (bounds memory)
 
 
 class TiledCanvas:
@@ -60,24 +61,33 @@ class TiledCanvas:
         return [(r, c) for r, c in wanted if cells is None or (r, c) in cells]
 
     def run(self, mnet: torch.nn.Module, cells: list[tuple[int, int]]) -> None:
-        """Run the M-Net for ``cells`` and store their centres in ``alpha_r``: one window around
-        their bounding box when that costs fewer pixels, else one window per cell."""
-        if not cells:
-            return
+        """Run the M-Net for ``cells`` and store their centres in ``alpha_r``.
+
+        Cells are grouped in square blocks whose window fits ``max_window``; a block runs as one
+        window around its cells' bounding box when that costs fewer pixels than a window per
+        cell, else its cells join the batched per-cell windows.
+        """
         t, m = self.cfg.tile, self.cfg.margin
-        rows, cols = [r for r, _ in cells], [c for _, c in cells]
-        r0, c0 = min(rows), min(cols)
-        box_h, box_w = (max(rows) - r0 + 1) * t + 2 * m, (max(cols) - c0 + 1) * t + 2 * m
-        if box_h * box_w <= min(len(cells) * (t + 2 * m) ** 2, self.cfg.max_window):
+        side = max(1, (math.isqrt(self.cfg.max_window) - 2 * m) // t)  # cells per block side
+        blocks: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for r, c in cells:
+            blocks.setdefault((r // side, c // side), []).append((r, c))
+        singles = []
+        for group in blocks.values():
+            rows, cols = [r for r, _ in group], [c for _, c in group]
+            r0, c0 = min(rows), min(cols)
+            box_h, box_w = (max(rows) - r0 + 1) * t + 2 * m, (max(cols) - c0 + 1) * t + 2 * m
+            if box_h * box_w > min(len(group) * (t + 2 * m) ** 2, self.cfg.max_window):
+                singles += group
+                continue
             out = mnet(self.image[..., r0 * t:r0 * t + box_h, c0 * t:c0 * t + box_w],
                        self.probs[..., r0 * t:r0 * t + box_h, c0 * t:c0 * t + box_w])
-            for r, c in cells:
+            for r, c in group:
                 top, left = m + (r - r0) * t, m + (c - c0) * t
                 self._store(r, c, out[..., top:top + t, left:left + t])
-            return
         size = t + 2 * m
-        for i in range(0, len(cells), self.cfg.batch):
-            group = cells[i:i + self.cfg.batch]
+        for i in range(0, len(singles), self.cfg.batch):
+            group = singles[i:i + self.cfg.batch]
             imgs = torch.cat([self.image[..., r * t:r * t + size, c * t:c * t + size]
                               for r, c in group])
             probs = torch.cat([self.probs[..., r * t:r * t + size, c * t:c * t + size]
