@@ -84,9 +84,9 @@ def plot(results: dict, path: Path) -> None:
     area, grid = results["area"], results["outline"]
     left.plot([p["megapixels"] for p in area], [p["seconds"] for p in area], "o-")
     left.set(xlabel="image area (MP), outline fixed", ylabel="seconds (alpha only)",
-             title="grows little with area", ylim=(0, None))
+             title="one subject, growing canvas", ylim=(0, None))
     right.plot([p["outline_px"] / 1000 for p in grid], [p["seconds"] for p in grid], "o-")
-    right.set(xlabel="outline length (thousand px), 4 MP fixed", title="grows with outline",
+    right.set(xlabel="outline length (thousand px), 4 MP fixed", title="4 MP canvas, more subjects",
               ylim=(0, None))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
