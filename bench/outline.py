@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from speed import median_seconds
 
 from shm.inference.predictor import load_model
 
@@ -64,12 +67,8 @@ def measure(model, image: np.ndarray, repeats: int) -> dict:
         canvas = model.canvas(image)
         cells = len(canvas.cells_needing_mnet())
     alpha = model.predict(image).alpha
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.predict(image)
-        times.append(time.perf_counter() - start)
-    return {"megapixels": image.shape[0] * image.shape[1] / 1e6, "seconds": float(np.median(times)),
+    return {"megapixels": image.shape[0] * image.shape[1] / 1e6,
+            "seconds": median_seconds(lambda: model.predict(image), repeats),
             "cells": cells, "cells_total": canvas.rows * canvas.cols,
             "outline_px": outline_length(alpha)}
 

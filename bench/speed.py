@@ -30,6 +30,17 @@ def photo(megapixels: float) -> np.ndarray:
     return np.asarray(Image.fromarray(data.astronaut()).resize((w, h), Image.Resampling.BILINEAR))
 
 
+def median_seconds(run, repeats: int) -> float:
+    """Median wall time of ``run()`` over ``repeats`` calls, after one untimed warm-up call."""
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
 def measure(method: str, megapixels: float, repeats: int) -> dict:
     """Run in a child process: load, warm up, time ``repeats`` runs; report peak RSS."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -43,13 +54,7 @@ def measure(method: str, megapixels: float, repeats: int) -> dict:
         import peers
 
         run = {"RVM": peers.RVM, "MediaPipe": peers.MediaPipeSelfie, "U2-Netp": peers.U2Netp}[method]()
-    run(image)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run(image)
-        times.append(time.perf_counter() - start)
-    return {"seconds": float(np.median(times)),
+    return {"seconds": median_seconds(lambda: run(image), repeats),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 

@@ -13,15 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed import photo
+from speed import median_seconds, photo
 
 from shm import metrics
 from shm.inference.predictor import load_model
@@ -34,16 +34,6 @@ SETTINGS = [("torch", DEFAULT)] + [
     ("torch", replace(DEFAULT, **change)) for change in
     ({"eps": 0.02}, {"eps": 0.1}, {"eps": 0.2}, {"tile": 64}, {"tile": 128}, {"tile": 192},
      {"max_window": 0}, {"margin": 32}, {"margin": 32, "max_window": 0})] + [("onnx", DEFAULT)]
-
-
-def seconds(model, image: np.ndarray, repeats: int = 3) -> float:
-    model.predict(image)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.predict(image)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def main() -> None:
@@ -63,7 +53,8 @@ def main() -> None:
         sad = np.mean([metrics.sad_whole(model.predict(im).alpha_u8(), gt) for im, gt in photos])
         rows.append({"backend": backend, "tile": tiles.tile, "margin": tiles.margin,
                      "eps": tiles.eps, "max_window": tiles.max_window,
-                     "seconds_1.7mp": seconds(model, astronaut), "val_sad_whole": float(sad)})
+                     "seconds_1.7mp": median_seconds(partial(model.predict, astronaut), 3),
+                     "val_sad_whole": float(sad)})
         print(rows[-1], file=sys.stderr)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "tradeoff.json").write_text(json.dumps(rows, indent=2))
