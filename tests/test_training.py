@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from shm.data.people import PeopleMatting, SampleSpec, photo_background
+from shm.data.composite import photo_background
+from shm.data.people import PeopleMatting, SampleSpec
 from shm.pretrained import load_pretrained
 from shm.training.trainer import TrainConfig, stage_loss, train, trained_part
 

@@ -50,6 +50,18 @@ def composite(fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return a * fg + (1 - a) * bg
 
 
+def photo_background(photo: np.ndarray, fg: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The background B behind a photo I = alpha F + (1 - alpha) B, where it can be recovered.
+
+    photo, fg: (H, W, 3) float in [0, 1]; alpha: (H, W) in [0, 1]. Where alpha > 0.98, B does
+    not matter to the composite and the photo is returned. Returns (H, W, 3) float32 in [0, 1].
+    """
+    a = alpha[..., None]
+    solid = a > 0.98
+    bg = (photo - a * fg) / np.where(solid, 1.0, 1 - a)
+    return np.clip(np.where(solid, photo, bg), 0, 1).astype(np.float32)
+
+
 def _as_float(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x)
     return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from shm import trimap as tri
-from shm.data.composite import cached_foreground, composite
+from shm.data.composite import cached_foreground, composite, photo_background
 from shm.data.transforms import colour_jitter, place, random_background, resize
 from shm.paths import default_cache_dir
 
@@ -118,18 +118,6 @@ class PeopleMatting(torch.utils.data.Dataset):
         return {"image": _chw(image), "fg": _chw(fg), "bg": _chw(bg),
                 "alpha": torch.from_numpy(np.ascontiguousarray(alpha))[None],
                 "trimap": torch.from_numpy(classes)}
-
-
-def photo_background(photo: np.ndarray, fg: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """The background B behind a photo I = alpha F + (1 - alpha) B, where it can be recovered.
-
-    photo, fg: (H, W, 3) float in [0, 1]; alpha: (H, W) in [0, 1]. Where alpha > 0.98, B does
-    not matter to the composite and the photo is returned. Returns (H, W, 3) float32 in [0, 1].
-    """
-    a = alpha[..., None]
-    solid = a > 0.98
-    bg = (photo - a * fg) / np.where(solid, 1.0, 1 - a)
-    return np.clip(np.where(solid, photo, bg), 0, 1).astype(np.float32)
 
 
 def _chw(x: np.ndarray) -> torch.Tensor:
