@@ -33,20 +33,26 @@ def save_pretrained(model: nn.Module, folder: str | Path) -> None:
     atomic_write(folder / CONFIG_FILE, lambda p: Path(p).write_text(text))
 
 
+def _read(path: Path, hint: str) -> tuple[ModelConfig, dict]:
+    """The ModelConfig and state_dict stored at ``path`` (a folder or its weights file)."""
+    from safetensors.torch import load_file
+
+    folder = path if path.is_dir() else path.parent
+    weights = folder / WEIGHTS_FILE if path.is_dir() else path
+    config = folder / CONFIG_FILE
+    if not weights.is_file() or not config.is_file():
+        raise FileNotFoundError(f"No model weights at {path}: expected {WEIGHTS_FILE} and "
+                                f"{CONFIG_FILE} there; {hint}.")
+    return ModelConfig.from_dict(json.loads(config.read_text())), load_file(str(weights))
+
+
 def load_matching_parts(model: nn.Module, path: str | Path) -> list[str]:
     """Load into ``model`` the parts ('tnet', 'mnet') of the weights at ``path`` whose
     configuration equals ``model.config``'s; return the names of the parts loaded.
 
     Lets a stage start from the previous stage's weights while a part's architecture changes.
     """
-    from safetensors.torch import load_file
-
-    folder = Path(path)
-    if not (folder / WEIGHTS_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"No model weights in {folder}: expected {WEIGHTS_FILE} and "
-                                f"{CONFIG_FILE} there.")
-    saved = ModelConfig.from_dict(json.loads((folder / CONFIG_FILE).read_text()))
-    state = load_file(str(folder / WEIGHTS_FILE))
+    saved, state = _read(Path(path), "pass --init a folder written by shm train")
     loaded = []
     for part in ("tnet", "mnet"):
         if getattr(saved, part) == getattr(model.config, part):
@@ -62,15 +68,8 @@ def load_pretrained(path: str | Path | None = None) -> nn.Module:
 
     path: None loads the shipped default model. Raises FileNotFoundError with the fix spelled out.
     """
-    from safetensors.torch import load_file
-
     path = default_weights_dir() if path is None else Path(path)
-    folder = path if path.is_dir() else path.parent
-    weights = folder / WEIGHTS_FILE if path.is_dir() else path
-    config = folder / CONFIG_FILE
-    if not weights.is_file() or not config.is_file():
-        raise FileNotFoundError(f"No model weights at {path}: expected {WEIGHTS_FILE} and "
-                                f"{CONFIG_FILE} there; pass --weights pointing at a trained model.")
-    model = build_model(ModelConfig.from_dict(json.loads(config.read_text())))
-    model.load_state_dict(load_file(str(weights)), strict=True)
+    config, state = _read(path, "pass --weights pointing at a trained model")
+    model = build_model(config)
+    model.load_state_dict(state, strict=True)
     return model.eval()
