@@ -3,13 +3,16 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from shm.data.composite import photo_background
+from PIL import Image
+
+from shm.data.composite import cached_foreground, photo_background
 from shm.data.people import PeopleMatting, SampleSpec
 from shm.pretrained import load_pretrained
 from shm.training.trainer import TrainConfig, stage_loss, train, trained_part
@@ -45,6 +48,38 @@ def test_photo_background_recovers_the_scene_behind_the_person():
     soft = alpha <= 0.98
     assert np.abs(got[soft] - bg[soft]).max() < 1e-4
     assert np.array_equal(got[:5], photo[:5])  # solid person: B is unknowable, the photo stands in
+
+
+def test_two_writers_filling_the_foreground_cache_at_once_both_succeed(tmp_path, monkeypatch):
+    # DDP ranks fill the cache together: both write the same entry, then both rename it.
+    rng = np.random.default_rng(0)
+    photo, alpha = tmp_path / "p.png", tmp_path / "p-alpha.png"
+    Image.fromarray(rng.integers(0, 256, (16, 20, 3), np.uint8)).save(photo)
+    Image.fromarray(rng.integers(0, 256, (16, 20), np.uint8)).save(alpha)
+    both_written = threading.Barrier(2, timeout=10)
+    save = Image.Image.save
+
+    def save_then_wait(self, fp, *args, **kwargs):
+        save(self, fp, *args, **kwargs)
+        both_written.wait()
+
+    monkeypatch.setattr(Image.Image, "save", save_then_wait)
+    results, errors = [], []
+
+    def fill():
+        try:
+            results.append(cached_foreground(photo, alpha, tmp_path / "cache"))
+        except Exception as e:  # noqa: BLE001 - collected for the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=fill) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(results) == 2
+    assert np.array_equal(results[0], results[1])
+    assert [p.suffix for p in (tmp_path / "cache").iterdir()] == [".png"]  # no temp file left
 
 
 def test_real_samples_use_the_photo_not_a_background_file(fake_data):

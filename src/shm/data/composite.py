@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from shm.fileio import atomic_write
+
 
 def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Foreground colours without background spill (pymatting's multilevel method).
@@ -37,10 +39,7 @@ def cached_foreground(image_path: Path, alpha_path: Path, cache_dir: Path) -> np
     image = np.asarray(Image.open(image_path).convert("RGB"))
     alpha = np.asarray(Image.open(alpha_path).convert("L"))
     fg = (estimate_foreground(image, alpha) * 255 + 0.5).astype(np.uint8)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.png")
-    Image.fromarray(fg).save(tmp)
-    tmp.replace(out)
+    atomic_write(out, lambda tmp: Image.fromarray(fg).save(tmp, format="PNG"))
     return fg
 
 
