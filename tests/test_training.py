@@ -9,7 +9,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-
 from PIL import Image
 
 from shm.data.composite import cached_foreground, photo_background
@@ -69,7 +68,7 @@ def test_two_writers_filling_the_foreground_cache_at_once_both_succeed(tmp_path,
     def fill():
         try:
             results.append(cached_foreground(photo, alpha, tmp_path / "cache"))
-        except Exception as e:  # noqa: BLE001 - collected for the assertion below
+        except Exception as e:
             errors.append(e)
 
     threads = [threading.Thread(target=fill) for _ in range(2)]
