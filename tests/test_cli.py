@@ -138,3 +138,11 @@ def test_eval_usage_errors(tmp_path):
     assert res.exit_code == 1 and "is not a folder" in res.output
     res = runner.invoke(app, ["eval", "--data", str(tmp_path), "--layout", "coco"])
     assert res.exit_code == 2 and "Unknown layout" in res.output
+
+
+@pytest.mark.parametrize("band, message", [("0.1", "is not two numbers"),
+                                           ("0.2,0.1", "needs 0 < LOW <= HIGH < 0.5")])
+def test_train_rejects_a_bad_band_in_one_sentence(tmp_path, band, message):
+    res = runner.invoke(app, ["train", "--stage", "mnet", "--out", str(tmp_path), "--band", band])
+    assert res.exit_code == 2 and message in res.output
+    assert not any(tmp_path.iterdir())  # nothing trained, nothing written

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from shm import trimap as tri
 from shm.data.composite import cached_foreground, photo_background
 from shm.data.people import PeopleMatting, SampleSpec
 from shm.pretrained import load_pretrained
@@ -87,6 +88,15 @@ def test_real_samples_use_the_photo_not_a_background_file(fake_data):
     composite = real["alpha"] * real["fg"] + (1 - real["alpha"]) * real["bg"]
     assert torch.allclose(composite, real["image"], atol=1e-5)
     assert not torch.equal(real["bg"], synthetic["bg"])
+
+
+def test_band_sets_the_width_of_the_unknown_region(fake_data, tmp_path):
+    def unknown_pixels(band):
+        spec = _cfg(fake_data, tmp_path, None, stage="mnet", band=band).spec()
+        return (PeopleMatting(fake_data, "train", spec)[0]["trimap"] == tri.UNKNOWN).sum().item()
+
+    narrow, wide = unknown_pixels((0.01, 0.01)), unknown_pixels((0.2, 0.2))
+    assert 0 < narrow < wide
 
 
 @pytest.mark.parametrize("stage", ["tnet", "mnet", "end2end"])

@@ -7,6 +7,7 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -20,7 +21,7 @@ out = Console(soft_wrap=True)
 
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     """Print one sentence to stderr and exit with ``code``."""
     err.print(f"[red]error:[/red] {message}", highlight=False)
     raise typer.Exit(code)
@@ -204,6 +205,8 @@ def train(
     workers: int = typer.Option(1, help="Data-loading processes."),
     real: float = typer.Option(0.0, min=0.0, max=1.0,
                                help="Fraction of samples kept on the photo's own background."),
+    band: str = typer.Option("0.005,0.02", help="Unknown-band radius of the trimaps: LOW,HIGH "
+                             "fractions of the short side, drawn uniformly per sample."),
 ) -> None:
     """Train one stage (torchrun --nproc-per-node N shm train ... for DDP)."""
     from shm.paths import default_data_root
@@ -213,13 +216,25 @@ def train(
     if crop % 32:
         fail(f"--crop {crop} is not a multiple of 32; use e.g. {crop // 32 * 32 or 32}.", 2)
     cfg = TrainConfig(stage, data or default_data_root(), out_dir, model, init, steps, batch_size,
-                      crop, lr, checkpoint_every, seed=seed, workers=workers, real=real)
+                      crop, lr, checkpoint_every, seed=seed, workers=workers, real=real,
+                      band=_band(band))
     try:
         result = run(cfg, resume=resume)
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
     if int(os.environ.get("RANK", "0")) == 0:
         out.print_json(data=result)
+
+
+def _band(text: str) -> tuple[float, float]:
+    """'LOW,HIGH' as two fractions 0 < LOW <= HIGH < 0.5, or exit with one sentence."""
+    try:
+        low, high = (float(x) for x in text.split(","))
+    except ValueError:
+        fail(f"--band {text!r} is not two numbers; write e.g. --band 0.005,0.1.", 2)
+    if not 0 < low <= high < 0.5:
+        fail(f"--band {text!r} needs 0 < LOW <= HIGH < 0.5 (fractions of the short side).", 2)
+    return low, high
 
 
 @app.command()

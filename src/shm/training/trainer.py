@@ -54,11 +54,15 @@ class TrainConfig:
     seed: int = 0
     workers: int = 1
     real: float = 0.0  # fraction of samples on the photo's own background
+    # Unknown-band radius of the trimaps, a range of fractions of the short side. For the M-Net
+    # stage a wide range shows it the wide unknown regions a T-Net hands it at inference.
+    band: tuple[float, float] = (0.005, 0.02)
 
     def spec(self) -> SampleSpec:
         if self.stage == "end2end":
-            return SampleSpec("end2end", self.crop, long_side=(384, 640), real=self.real)
-        return SampleSpec(self.stage, self.crop, real=self.real)
+            return SampleSpec("end2end", self.crop, long_side=(384, 640), real=self.real,
+                              trimap_width=self.band)
+        return SampleSpec(self.stage, self.crop, real=self.real, trimap_width=self.band)
 
 
 def stage_loss(net: torch.nn.Module, stage: str, batch: dict[str, torch.Tensor]
