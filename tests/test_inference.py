@@ -1,4 +1,6 @@
 import io
+import json
+import shutil
 
 import numpy as np
 import pytest
@@ -189,3 +191,16 @@ def test_trimap_is_the_argmax_of_the_probabilities_ties_included(tiny_weights):
     canvas.probs = probs
     expected = trimap.to_uint8(probs[0, :, m:m + h, m:m + w].argmax(0).numpy())
     assert np.array_equal(trimap_of(canvas), expected)
+
+
+def test_default_onnx_export_follows_a_change_of_the_shipped_config(tmp_path, monkeypatch,
+                                                                    tiny_fast_weights):
+    shipped = tmp_path / "weights"
+    shutil.copytree(tiny_fast_weights, shipped)
+    monkeypatch.setattr("shm.pretrained.default_weights_dir", lambda: shipped)
+    monkeypatch.setenv("SHM_CACHE", str(tmp_path / "cache"))
+    before = load_model(backend="onnx").model.tnet_long_side
+    config = json.loads((shipped / "config.json").read_text())
+    config["tnet_long_side"] = before + 32
+    (shipped / "config.json").write_text(json.dumps(config))
+    assert load_model(backend="onnx").model.tnet_long_side == before + 32

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,7 +106,7 @@ def load_model(weights: str | Path | None = None, backend: str = "torch", **kwar
 
     backend 'torch': weights is a folder or ``model.safetensors`` path; None is the shipped model.
     backend 'onnx': weights is a folder written by ``shm export --onnx``; None exports the
-    shipped model once into ``$SHM_CACHE/onnx``.
+    shipped model once into ``$SHM_CACHE/onnx`` (again whenever its weights or config change).
     """
     from shm.pretrained import default_weights_dir, load_pretrained
 
@@ -116,7 +117,10 @@ def load_model(weights: str | Path | None = None, backend: str = "torch", **kwar
         from shm.paths import default_cache_dir
 
         if weights is None:
-            digest = (default_weights_dir() / "model.safetensors").stat().st_mtime_ns
+            shipped = default_weights_dir()
+            stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                     for p in sorted(shipped.iterdir()) if p.suffix in (".json", ".safetensors")]
+            digest = hashlib.sha1(repr(stamp).encode()).hexdigest()[:12]
             weights = default_cache_dir() / "onnx" / f"default-{digest}"
             if not (weights / MNET_FILE).is_file():
                 export_onnx(load_pretrained(None), weights)
