@@ -1,10 +1,10 @@
 """Speed against quality for each inference setting: time at 1.7 MP and whole-image SAD on val.
 
-Every setting of the tiled M-Net (cell size, context margin, skip threshold eps, backend) runs
-on the same photos in the same run: the astronaut at 1.7 MP (median of 3, alpha only) and all
-photos of the val split of ../shared/data/people (mean whole-image SAD against the labels).
-The first row is the shipped default; ratios are against it. Writes
-bench/results/tradeoff.json and bench/results/tradeoff.md.
+Every setting (the T-Net's input long side; the tiled M-Net's cell size, context margin and
+skip threshold eps; the backend) runs on the same photos in the same run: the astronaut at
+1.7 MP (median of 3, alpha only) and all photos of the val split of ../shared/data/people
+(mean whole-image SAD against the labels). The first row is the shipped default; ratios are
+against it. Writes bench/results/tradeoff.json and bench/results/tradeoff.md.
 Usage: python bench/tradeoff.py [--weights DIR] [--limit N]
 """
 
@@ -30,10 +30,11 @@ from shm.paths import default_data_root
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT = TileConfig()
-SETTINGS = [("torch", DEFAULT)] + [
-    ("torch", replace(DEFAULT, **change)) for change in
-    ({"eps": 0.02}, {"eps": 0.1}, {"eps": 0.2}, {"tile": 64}, {"tile": 128}, {"tile": 192},
-     {"max_window": 0}, {"margin": 32}, {"margin": 32, "max_window": 0})] + [("onnx", DEFAULT)]
+SETTINGS = [("torch", DEFAULT, None), ("torch", DEFAULT, 384), ("torch", DEFAULT, 512)] + [
+    ("torch", replace(DEFAULT, **change), None) for change in
+    ({"eps": 0.05}, {"eps": 0.2}, {"eps": 0.7}, {"tile": 64}, {"tile": 128}, {"tile": 192},
+     {"max_window": 0}, {"margin": 32}, {"margin": 32, "max_window": 0})] + [
+    ("onnx", DEFAULT, None)]
 
 
 def main() -> None:
@@ -48,10 +49,13 @@ def main() -> None:
                np.asarray(Image.open(people / "alphas" / f"{n}.png").convert("L"))) for n in names]
     astronaut = photo(1.7)
     rows = []
-    for backend, tiles in SETTINGS:
+    for backend, tiles, long_side in SETTINGS:
         model = load_model(args.weights, backend=backend, tiles=tiles)
+        if long_side:
+            model.model.tnet_long_side = long_side
         sad = np.mean([metrics.sad_whole(model.predict(im).alpha_u8(), gt) for im, gt in photos])
-        rows.append({"backend": backend, "tile": tiles.tile, "margin": tiles.margin,
+        rows.append({"backend": backend, "tnet_long_side": model.model.tnet_long_side,
+                     "tile": tiles.tile, "margin": tiles.margin,
                      "eps": tiles.eps, "max_window": tiles.max_window,
                      "seconds_1.7mp": median_seconds(partial(model.predict, astronaut), 3),
                      "val_sad_whole": float(sad)})
@@ -61,10 +65,11 @@ def main() -> None:
     base = rows[0]
     lines = [f"Astronaut at 1.7 MP (alpha only, median of 3) and whole-image SAD on {len(photos)} val "
              "photos; ratios against the default (first row). max window 0: a window per cell.", "",
-             "| backend | tile | margin | eps | max window | s at 1.7 MP | time vs default | val SAD "
-             "| SAD vs default |", "|---|---|---|---|---|---|---|---|---|"]
+             "| backend | T-Net side | tile | margin | eps | max window | s at 1.7 MP | time vs default "
+             "| val SAD | SAD vs default |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['backend']} | {r['tile']} | {r['margin']} | {r['eps']} | {r['max_window']} | "
+        lines.append(f"| {r['backend']} | {r['tnet_long_side']} | {r['tile']} | {r['margin']} | "
+                     f"{r['eps']} | {r['max_window']} | "
                      f"{r['seconds_1.7mp']:.3f} | {r['seconds_1.7mp'] / base['seconds_1.7mp']:.2f}x | "
                      f"{r['val_sad_whole']:.2f} | {r['val_sad_whole'] / base['val_sad_whole']:.3f}x |")
     (RESULTS / "tradeoff.md").write_text("\n".join(lines) + "\n")

@@ -32,7 +32,7 @@ class ModelConfig:
     name: str = "mobile"
     tnet: TNetConfig = field(default_factory=TNetConfig)
     mnet: MNetConfig = field(default_factory=MNetConfig)
-    tnet_long_side: int = 384
+    tnet_long_side: int = 448  # val SAD 18.18 at 448 against 19.15 at 384 (model card)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,7 +43,7 @@ class ModelConfig:
         if "widths" in mnet:
             mnet["widths"] = tuple(mnet["widths"])
         return cls(name=data.get("name", "custom"), tnet=TNetConfig(**data.get("tnet", {})),
-                   mnet=MNetConfig(**mnet), tnet_long_side=data.get("tnet_long_side", 384))
+                   mnet=MNetConfig(**mnet), tnet_long_side=data.get("tnet_long_side", cls.tnet_long_side))
 
 
 PRESETS: dict[str, ModelConfig] = {
