@@ -15,7 +15,13 @@ from shm import trimap as tri
 from shm.data.composite import cached_foreground, photo_background
 from shm.data.people import PeopleMatting, SampleSpec
 from shm.pretrained import load_pretrained
-from shm.training.trainer import TrainConfig, stage_loss, train, trained_part
+from shm.training.trainer import (
+    TrainConfig,
+    crop_trimap_probs,
+    stage_loss,
+    train,
+    trained_part,
+)
 
 
 def _cfg(fake_data, tmp_path, tiny_weights, stage="end2end", steps=3, **kw):
@@ -24,7 +30,7 @@ def _cfg(fake_data, tmp_path, tiny_weights, stage="end2end", steps=3, **kw):
                        workers=0, **kw)
 
 
-@pytest.mark.parametrize("mode", ["tnet", "mnet", "end2end"])
+@pytest.mark.parametrize("mode", ["tnet", "mnet", "end2end", "refine"])
 def test_samples_have_consistent_shapes_and_trimaps(fake_data, mode):
     data = PeopleMatting(fake_data, "train", SampleSpec(mode, 64))
     item = data[1]
@@ -92,28 +98,55 @@ def test_real_samples_use_the_photo_not_a_background_file(fake_data):
 
 def test_band_sets_the_width_of_the_unknown_region(fake_data, tmp_path):
     def unknown_pixels(band):
-        spec = _cfg(fake_data, tmp_path, None, stage="mnet", band=band).spec()
+        spec = _cfg(fake_data, tmp_path, None, stage="mnet", band=band).spec(448)
         return (PeopleMatting(fake_data, "train", spec)[0]["trimap"] == tri.UNKNOWN).sum().item()
 
     narrow, wide = unknown_pixels((0.01, 0.01)), unknown_pixels((0.2, 0.2))
     assert 0 < narrow < wide
 
 
-@pytest.mark.parametrize("stage", ["tnet", "mnet", "end2end"])
+def test_refine_samples_show_the_crop_inside_the_t_nets_view(fake_data):
+    item = PeopleMatting(fake_data, "train", SampleSpec("refine", 64, view=64))[2]
+    th, tw, h, w, top, left = item["geometry"].tolist()
+    assert item["view"].shape == (3, 64, 64) and max(th, tw) <= 64 and th % 32 == tw % 32 == 0
+    assert item["view"][:, th:].abs().sum() == 0 and item["view"][:, :, tw:].abs().sum() == 0
+    whole = torch.nn.functional.interpolate(item["view"][None, :, :th, :tw], (h, w),
+                                            mode="bilinear", align_corners=False)[0]
+    r0, c0, r1, c1 = max(top, 0), max(left, 0), min(top + 64, h), min(left + 64, w)
+    assert r1 > r0 and c1 > c0  # the crop overlaps the image
+    inside = item["image"][:, r0 - top:r1 - top, c0 - left:c1 - left]
+    assert (inside - whole[:, r0:r1, c0:c1]).abs().mean() < 0.1  # same picture, blurred
+
+
+def test_crop_trimap_probs_cut_the_upsampled_trimap_and_pad_with_background():
+    torch.manual_seed(0)
+    view = torch.rand(1, 3, 64, 64)
+    tnet = torch.nn.Identity().train()  # logits = the view itself
+    geometry = torch.tensor([[32, 32, 64, 64, -8, 40]])  # crop hangs over the top and right
+    probs = crop_trimap_probs(tnet, view, geometry, 32)
+    full = torch.nn.functional.interpolate(view[:, :, :32, :32], (64, 64), mode="bilinear",
+                                           align_corners=False).softmax(1)
+    assert torch.allclose(probs[0, :, 8:, :24], full[0, :, :24, 40:])
+    assert torch.equal(probs[0, :, :8], torch.tensor([1.0, 0, 0])[:, None, None].expand(3, 8, 32))
+    assert torch.equal(probs[0, :, :, 24:].argmax(0), torch.full((32, 8), tri.BACKGROUND))
+    assert tnet.training  # the T-Net's mode is restored
+
+
+@pytest.mark.parametrize("stage", ["tnet", "mnet", "end2end", "refine"])
 def test_an_optimisation_step_lowers_the_loss(fake_data, tiny_weights, stage):
     torch.manual_seed(0)
     model = load_pretrained(tiny_weights).train()
-    data = PeopleMatting(fake_data, "train", SampleSpec(stage, 64))
+    data = PeopleMatting(fake_data, "train", SampleSpec(stage, 64, view=model.tnet_long_side))
     batch = {k: torch.stack([data[i][k] for i in range(2)]) for k in data[0]}
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     net = trained_part(model, stage)
-    first, _ = stage_loss(net, stage, batch)
+    first, _ = stage_loss(net, stage, batch, model.tnet)
     for _ in range(5):
-        loss, _ = stage_loss(net, stage, batch)
+        loss, _ = stage_loss(net, stage, batch, model.tnet)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    last, _ = stage_loss(net, stage, batch)
+    last, _ = stage_loss(net, stage, batch, model.tnet)
     assert last.item() < first.item()
 
 
@@ -124,6 +157,20 @@ def test_training_writes_weights_log_and_validation(fake_data, tmp_path, tiny_we
     assert load_pretrained(cfg.out) is not None
     log = [json.loads(line) for line in (cfg.out / "log.jsonl").read_text().splitlines()]
     assert any("val" in r for r in log) and [r["step"] for r in log if "loss" in r] == [1, 2, 3]
+
+
+def test_refine_stage_trains_the_m_net_and_leaves_the_t_net_alone(fake_data, tmp_path,
+                                                                     tiny_weights):
+    cfg = _cfg(fake_data, tmp_path, tiny_weights, stage="refine", steps=2)
+    train(cfg, progress=False)
+    before, after = load_pretrained(tiny_weights), load_pretrained(cfg.out)
+
+    def unchanged(part):
+        new = getattr(after, part).state_dict()
+        return all(torch.equal(v, new[k]) for k, v in getattr(before, part).state_dict().items())
+
+    assert unchanged("tnet")  # weights and batch-norm statistics
+    assert not unchanged("mnet")
 
 
 def test_resume_gives_the_identical_next_step_loss(fake_data, tmp_path, tiny_weights):

@@ -189,7 +189,7 @@ def _print_table(rows: dict, mean: dict, keys: tuple[str, ...]) -> None:
 
 @app.command()
 def train(
-    stage: str = typer.Option(..., help="tnet, mnet or end2end."),
+    stage: str = typer.Option(..., help="tnet, mnet, end2end or refine (M-Net on the T-Net's trimaps)."),
     out_dir: Path = typer.Option(..., "--out", help="Folder for checkpoints, log and weights."),
     data: Path | None = typer.Option(None, help="Data folder; default $SHM_DATA or ../shared/data."),
     model: str | None = typer.Option(None, help="Preset: mobile (default without --init) or paper. "

@@ -11,10 +11,11 @@ from PIL import Image
 
 from shm import trimap as tri
 from shm.data.composite import cached_foreground, composite, photo_background
-from shm.data.transforms import colour_jitter, place, random_background, resize
+from shm.data.transforms import colour_jitter, cut, place, random_background, resize, window
+from shm.models.shm import reduced_size
 from shm.paths import default_cache_dir
 
-MODES = ("tnet", "mnet", "end2end")
+MODES = ("tnet", "mnet", "end2end", "refine")
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class SampleSpec:
     mode 'tnet': the whole image at long side in ``long_side``, random window (T-Net's view).
     mode 'mnet': full resolution scaled by ``scale``, window centred on the unknown band.
     mode 'end2end': like 'tnet' but at larger scales, window centred on the person.
+    mode 'refine': like 'mnet', plus the whole scaled image as the T-Net sees it at inference
+    (long side ``view``), so the M-Net can train on the T-Net's own trimaps.
     With probability ``real`` a sample keeps the photo's own background (no colour jitter then),
     so the T-Net also learns from real scenes, not only from composites.
     """
@@ -34,6 +37,7 @@ class SampleSpec:
     scale: tuple[float, float] = (0.6, 1.0)
     trimap_width: tuple[float, float] = (0.005, 0.02)  # fraction of the short side
     real: float = 0.0  # probability of keeping the photo's own background instead of compositing
+    view: int = 448  # 'refine': the T-Net's input long side
 
 
 class PeopleMatting(torch.utils.data.Dataset):
@@ -41,6 +45,10 @@ class PeopleMatting(torch.utils.data.Dataset):
 
     Each item is a dict of tensors: ``image``, ``fg``, ``bg`` (3, C, C) in [0, 1],
     ``alpha`` (1, C, C) in [0, 1], ``trimap`` (C, C) int64 class indices (shm.trimap order).
+    Mode 'refine' adds ``view`` (3, V, V) in [0, 1], V = ``spec.view`` rounded up to 32: the
+    whole image at the T-Net's size (h, w) in its top-left corner, zeros elsewhere; and
+    ``geometry`` (6,) int64: h, w, the whole image's height and width at the crop's scale, and
+    the crop's top and left in it.
     Item i with epoch e is deterministic given ``seed`` (call ``set_epoch``).
     """
 
@@ -85,6 +93,8 @@ class PeopleMatting(torch.utils.data.Dataset):
                 rng: np.random.Generator, real: bool = False) -> dict[str, torch.Tensor]:
         """Scale, crop, flip and jitter. real: bg is the photo's own background, aligned with fg."""
         spec = self.spec
+        if spec.mode == "refine":
+            return self._refine_sample(fg, alpha, bg, rng, real)
         h, w = alpha.shape
         if spec.mode == "mnet":
             scale = rng.uniform(*spec.scale)
@@ -107,13 +117,43 @@ class PeopleMatting(torch.utils.data.Dataset):
             fg, alpha, bg = place(fg, alpha, spec.crop, centre, rng, bg)
         else:
             fg, alpha = place(fg, alpha, spec.crop, centre, rng)
-            bg = random_background(bg, spec.crop, rng)
+            bg = random_background(bg, (spec.crop, spec.crop), rng)
         if rng.random() < 0.5:
             fg, alpha, bg = fg[:, ::-1], alpha[:, ::-1], bg[:, ::-1]
         if not real:
             fg, bg = colour_jitter(fg, rng), colour_jitter(bg, rng)
+        return self._item(fg, alpha, bg, rng, min(size))
+
+    def _refine_sample(self, fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray,
+                       rng: np.random.Generator, real: bool) -> dict[str, torch.Tensor]:
+        """Scale, flip and jitter the whole image, keep its T-Net view, then crop on the band."""
+        spec = self.spec
+        h, w = alpha.shape
+        scale = rng.uniform(*spec.scale)
+        size = (max(8, round(h * scale)), max(8, round(w * scale)))
+        fg, alpha = resize(fg, size), np.clip(resize(alpha, size), 0, 1)
+        bg = resize(bg, size) if real else random_background(bg, size, rng)
+        if rng.random() < 0.5:
+            fg, alpha, bg = fg[:, ::-1], alpha[:, ::-1], bg[:, ::-1]
+        if not real:
+            fg, bg = colour_jitter(fg, rng), colour_jitter(bg, rng)
+        band = np.argwhere((alpha > 0.02) & (alpha < 0.98))
+        centre = tuple(band[rng.integers(len(band))]) if len(band) else None
+        top, left = window(size, spec.crop, centre, rng)
+        th, tw = reduced_size(size, spec.view)
+        side = -(-spec.view // 32) * 32  # reduced_size rounds to multiples of 32
+        view = np.zeros((side, side, 3), np.float32)
+        view[:th, :tw] = resize(composite(fg, bg, alpha), (th, tw))
+        item = self._item(*(cut(x, top, left, spec.crop) for x in (fg, alpha, bg)), rng, min(size))
+        item["view"] = _chw(view)
+        item["geometry"] = torch.tensor([th, tw, *size, top, left])
+        return item
+
+    def _item(self, fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray, rng: np.random.Generator,
+              short_side: int) -> dict[str, torch.Tensor]:
+        """Composite a crop and add its trimap (band radius a random fraction of short_side)."""
         image = composite(fg, bg, alpha)
-        width = max(1, round(rng.uniform(*spec.trimap_width) * min(size)))
+        width = max(1, round(rng.uniform(*self.spec.trimap_width) * short_side))
         classes = tri.to_classes(tri.from_alpha(alpha, width))
         return {"image": _chw(image), "fg": _chw(fg), "bg": _chw(bg),
                 "alpha": torch.from_numpy(np.ascontiguousarray(alpha))[None],

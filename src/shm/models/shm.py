@@ -11,13 +11,20 @@ from torch import nn
 from shm.models.fusion import fuse
 
 
+def reduced_size(shape: tuple[int, int], long_side: int) -> tuple[int, int]:
+    """(height, width) the T-Net sees for an image of ``shape``: long side at most ``long_side``,
+    both sides rounded to multiples of 32 (at least 32)."""
+    h, w = shape
+    scale = min(1.0, long_side / max(h, w))
+    return max(32, round(h * scale / 32) * 32), max(32, round(w * scale / 32) * 32)
+
+
 def tnet_at_reduced_size(tnet: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor,
                          long_side: int) -> torch.Tensor:
     """Run ``tnet`` on ``image`` (B, 3, H, W) resized so its long side is at most ``long_side``
     (sides rounded to multiples of 32), and upsample the (B, 3, h, w) logits back to H x W."""
     h, w = image.shape[-2:]
-    scale = min(1.0, long_side / max(h, w))
-    th, tw = (max(32, round(h * scale / 32) * 32), max(32, round(w * scale / 32) * 32))
+    th, tw = reduced_size((h, w), long_side)
     small = image if (th, tw) == (h, w) else F.interpolate(
         image, (th, tw), mode="bilinear", align_corners=False, antialias=True)
     logits = tnet(small)

@@ -1,7 +1,8 @@
 """The three training stages, with atomic checkpoints, exact resume and torchrun (DDP) support.
 
 Stages: 'tnet' (cross-entropy on trimaps), 'mnet' (M-Net on ground-truth trimaps, loss L_p on
-the fused alpha), 'end2end' (L_p + 0.01 L_t on the whole model).
+the fused alpha), 'end2end' (L_p + 0.01 L_t on the whole model), 'refine' (M-Net on the frozen
+T-Net's own trimaps, each net at its inference scale, loss L_p).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from shm.models.fusion import fuse
 from shm.pretrained import load_matching_parts, load_pretrained, save_pretrained
 from shm.training.losses import prediction_loss, total_loss, trimap_loss
 
-STAGES = ("tnet", "mnet", "end2end")
+STAGES = ("tnet", "mnet", "end2end", "refine")
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -58,20 +59,26 @@ class TrainConfig:
     # stage a wide range shows it the wide unknown regions a T-Net hands it at inference.
     band: tuple[float, float] = (0.005, 0.02)
 
-    def spec(self) -> SampleSpec:
+    def spec(self, tnet_long_side: int) -> SampleSpec:
+        """How samples are cut; tnet_long_side: the model's, for the 'refine' stage's view."""
         if self.stage == "end2end":
             return SampleSpec("end2end", self.crop, long_side=(384, 640), real=self.real,
                               trimap_width=self.band)
-        return SampleSpec(self.stage, self.crop, real=self.real, trimap_width=self.band)
+        return SampleSpec(self.stage, self.crop, real=self.real, trimap_width=self.band,
+                          view=tnet_long_side)
 
 
-def stage_loss(net: torch.nn.Module, stage: str, batch: dict[str, torch.Tensor]
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+def stage_loss(net: torch.nn.Module, stage: str, batch: dict[str, torch.Tensor],
+               tnet: torch.nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss of one batch and the predicted alpha (B, 1, H, W) in [0, 1].
 
     net is the part the stage trains (possibly DDP-wrapped): the T-Net for 'tnet', the M-Net
-    for 'mnet', the whole SHM for 'end2end'.
+    for 'mnet' and 'refine', the whole SHM for 'end2end'. tnet: the frozen T-Net ('refine').
     """
+    if stage == "refine":
+        probs = crop_trimap_probs(tnet, batch["view"], batch["geometry"], batch["image"].shape[-1])
+        alpha = fuse(probs, net(batch["image"], probs))
+        return prediction_loss(alpha, batch), alpha
     if stage == "tnet":
         logits = net(batch["image"])
         probs = logits.softmax(1)
@@ -85,9 +92,32 @@ def stage_loss(net: torch.nn.Module, stage: str, batch: dict[str, torch.Tensor]
     return total_loss(out, batch), out["alpha"]
 
 
+@torch.no_grad()
+def crop_trimap_probs(tnet: torch.nn.Module, view: torch.Tensor, geometry: torch.Tensor,
+                      crop: int) -> torch.Tensor:
+    """The T-Net's trimap probabilities over each sample's crop, computed as inference does.
+
+    view: (B, 3, V, V) whole images at T-Net size; geometry: (B, 6) as ``PeopleMatting`` gives.
+    The T-Net runs in eval mode, one image at a time; its logits are upsampled to the whole
+    image's size, then the crop is cut; outside the image the crop is background.
+    Returns (B, 3, crop, crop) softmax probabilities.
+    """
+    was_training = tnet.training
+    tnet.eval()
+    out = torch.zeros(len(view), 3, crop, crop, device=view.device)
+    out[:, tri.BACKGROUND] = 1
+    for i, (th, tw, h, w, top, left) in enumerate(geometry.tolist()):
+        logits = F.interpolate(tnet(view[i:i + 1, :, :th, :tw]), (h, w), mode="bilinear",
+                               align_corners=False)
+        r0, c0, r1, c1 = max(top, 0), max(left, 0), min(top + crop, h), min(left + crop, w)
+        out[i, :, r0 - top:r1 - top, c0 - left:c1 - left] = logits[0, :, r0:r1, c0:c1].softmax(0)
+    tnet.train(was_training)
+    return out
+
+
 def trained_part(model: torch.nn.Module, stage: str) -> torch.nn.Module:
     """The sub-network a stage optimises."""
-    return {"tnet": model.tnet, "mnet": model.mnet, "end2end": model}[stage]
+    return {"tnet": model.tnet, "mnet": model.mnet, "end2end": model, "refine": model.mnet}[stage]
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
@@ -128,11 +158,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step = state["step"]
-    data = PeopleMatting(cfg.data, "train", cfg.spec(), seed=cfg.seed)
+    data = PeopleMatting(cfg.data, "train", cfg.spec(model.tnet_long_side), seed=cfg.seed)
     per_epoch = len(data) // (cfg.batch_size * world)
     if per_epoch == 0:
         raise ValueError(f"Batch size {cfg.batch_size} exceeds the {len(data)} training images.")
-    val = _validation_batches(cfg, device)
+    val = _validation_batches(cfg, model.tnet_long_side, device)
     result: dict = {}
     bar = _progress(progress and rank == 0)
     task = bar.add_task(f"stage {cfg.stage}", total=cfg.steps, completed=step, loss=float("nan"))
@@ -151,7 +181,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             model.train()
             for batch in loader:
                 batch = {k: v.to(device) for k, v in batch.items()}
-                loss, _ = stage_loss(net, cfg.stage, batch)
+                loss, _ = stage_loss(net, cfg.stage, batch, model.tnet)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -188,7 +218,7 @@ def validate(model: torch.nn.Module, stage: str, batches: list[dict[str, torch.T
     model.eval()
     rows = []
     for batch in batches:
-        _, alpha = stage_loss(trained_part(model, stage), stage, batch)
+        _, alpha = stage_loss(trained_part(model, stage), stage, batch, model.tnet)
         for i in range(alpha.shape[0]):
             gt_trimap = tri.to_uint8(batch["trimap"][i].cpu().numpy())
             rows.append(metrics.evaluate(alpha[i, 0].clamp(0, 1).cpu().numpy(),
@@ -197,8 +227,9 @@ def validate(model: torch.nn.Module, stage: str, batches: list[dict[str, torch.T
     return {k: float(np.nanmean([r[k] for r in rows])) for k in metrics.KEYS}
 
 
-def _validation_batches(cfg: TrainConfig, device: torch.device) -> list[dict[str, torch.Tensor]]:
-    data = PeopleMatting(cfg.data, "val", cfg.spec(), seed=cfg.seed + 1)
+def _validation_batches(cfg: TrainConfig, tnet_long_side: int, device: torch.device
+                        ) -> list[dict[str, torch.Tensor]]:
+    data = PeopleMatting(cfg.data, "val", cfg.spec(tnet_long_side), seed=cfg.seed + 1)
     n = min(cfg.val_images, len(data))
     items = [data[i] for i in range(n)]
     return [{k: torch.stack([it[k] for it in items[j:j + 4]]).to(device) for k in items[0]}
