@@ -32,7 +32,7 @@ class ModelConfig:
     name: str = "mobile"
     tnet: TNetConfig = field(default_factory=TNetConfig)
     mnet: MNetConfig = field(default_factory=MNetConfig)
-    tnet_long_side: int = 448  # val SAD 18.18 at 448 against 19.15 at 384 (model card)
+    tnet_long_side: int = 448  # the shipped model's val SAD: 14.98 at 448, 15.40 at 384
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
