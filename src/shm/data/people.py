@@ -106,13 +106,9 @@ class PeopleMatting(torch.utils.data.Dataset):
             bg = resize(bg, size)
         centre = None
         if spec.mode == "mnet":
-            band = np.argwhere((alpha > 0.02) & (alpha < 0.98))
-            if len(band):
-                centre = tuple(band[rng.integers(len(band))])
+            centre = _random_pixel((alpha > 0.02) & (alpha < 0.98), rng)
         elif spec.mode == "end2end":
-            person = np.argwhere(alpha > 0.5)
-            if len(person):
-                centre = tuple(person[rng.integers(len(person))])
+            centre = _random_pixel(alpha > 0.5, rng)
         if real:
             fg, alpha, bg = place(fg, alpha, spec.crop, centre, rng, bg)
         else:
@@ -137,8 +133,7 @@ class PeopleMatting(torch.utils.data.Dataset):
             fg, alpha, bg = fg[:, ::-1], alpha[:, ::-1], bg[:, ::-1]
         if not real:
             fg, bg = colour_jitter(fg, rng), colour_jitter(bg, rng)
-        band = np.argwhere((alpha > 0.02) & (alpha < 0.98))
-        centre = tuple(band[rng.integers(len(band))]) if len(band) else None
+        centre = _random_pixel((alpha > 0.02) & (alpha < 0.98), rng)
         top, left = window(size, spec.crop, centre, rng)
         th, tw = reduced_size(size, spec.view)
         side = -(-spec.view // 32) * 32  # reduced_size rounds to multiples of 32
@@ -158,6 +153,12 @@ class PeopleMatting(torch.utils.data.Dataset):
         return {"image": _chw(image), "fg": _chw(fg), "bg": _chw(bg),
                 "alpha": torch.from_numpy(np.ascontiguousarray(alpha))[None],
                 "trimap": torch.from_numpy(classes)}
+
+
+def _random_pixel(mask: np.ndarray, rng: np.random.Generator) -> tuple[int, int] | None:
+    """(row, col) of a random True pixel of ``mask``, or None if there is none."""
+    pixels = np.argwhere(mask)
+    return tuple(pixels[rng.integers(len(pixels))]) if len(pixels) else None
 
 
 def _chw(x: np.ndarray) -> torch.Tensor:

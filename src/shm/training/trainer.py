@@ -55,8 +55,8 @@ class TrainConfig:
     seed: int = 0
     workers: int = 1
     real: float = 0.0  # fraction of samples on the photo's own background
-    # Unknown-band radius of the trimaps, a range of fractions of the short side. For the M-Net
-    # stage a wide range shows it the wide unknown regions a T-Net hands it at inference.
+    # Unknown-band radius of the trimaps, a range of fractions of the short side. (Widening it
+    # for the 'mnet' stage was tried and scored worse than the 'refine' stage; model card.)
     band: tuple[float, float] = (0.005, 0.02)
 
     def spec(self, tnet_long_side: int) -> SampleSpec:
