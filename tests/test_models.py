@@ -70,3 +70,27 @@ def test_imagenet_backbone_loads_strictly():
 def test_config_round_trip():
     cfg = PRESETS["paper"]
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_folding_batchnorm_keeps_the_outputs(name):
+    from shm.models.fold import for_inference
+
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.uniform_(-0.2, 0.2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = for_inference(model)
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        want, got = model(x), fast(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert not fast.training
+    for key in ("trimap_probs", "alpha"):
+        assert torch.allclose(got[key], want[key], atol=1e-4), key
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)

@@ -105,13 +105,15 @@ def load_model(weights: str | Path | None = None, backend: str = "torch", **kwar
     """Load a model ready for ``predict``; kwargs go to ``Matter``.
 
     backend 'torch': weights is a folder or ``model.safetensors`` path; None is the shipped model.
+    Its batch norms are folded into the convolutions (``shm.models.fold``) for speed.
     backend 'onnx': weights is a folder written by ``shm export --onnx``; None exports the
     shipped model once into ``$SHM_CACHE/onnx`` (again whenever its weights or config change).
     """
+    from shm.models.fold import for_inference
     from shm.pretrained import default_weights_dir, load_pretrained
 
     if backend == "torch":
-        return Matter(load_pretrained(weights), **kwargs)
+        return Matter(for_inference(load_pretrained(weights)), **kwargs)
     if backend == "onnx":
         from shm.inference.onnx import MNET_FILE, OnnxSHM, export_onnx
         from shm.paths import default_cache_dir
