@@ -1,10 +1,11 @@
 """Speed against quality for each inference setting: time at 1.7 MP and whole-image SAD on val.
 
-Every setting (the T-Net's input long side; the tiled M-Net's cell size, context margin and
-skip threshold eps; the backend) runs on the same photos in the same run: the astronaut at
-1.7 MP (median of 3, alpha only) and all photos of the val split of ../shared/data/people
-(mean whole-image SAD against the labels). The first row is the shipped default; ratios are
-against it. Writes bench/results/tradeoff.json and bench/results/tradeoff.md.
+Every setting (the T-Net's input long side and mirror-image averaging; the tiled M-Net's cell
+size, context margin and skip threshold eps; the backend; batch norm folded or not) runs on
+the same photos in the same run: the astronaut at 1.7 MP (median of 3, alpha only) and all
+photos of the val split of ../shared/data/people (mean whole-image SAD against the labels).
+The first row is the shipped default; ratios are against it. Writes bench/results/tradeoff.json
+and bench/results/tradeoff.md.
 Usage: python bench/tradeoff.py [--weights DIR] [--limit N]
 """
 
@@ -24,17 +25,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed import median_seconds, photo
 
 from shm import metrics
-from shm.inference.predictor import load_model
+from shm.inference.predictor import Matter, load_model
 from shm.inference.tiles import TileConfig
 from shm.paths import default_data_root
+from shm.pretrained import load_pretrained
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT = TileConfig()
-SETTINGS = [("torch", DEFAULT, None), ("torch", DEFAULT, 384), ("torch", DEFAULT, 512)] + [
-    ("torch", replace(DEFAULT, **change), None) for change in
-    ({"eps": 0.05}, {"eps": 0.2}, {"eps": 0.7}, {"tile": 64}, {"tile": 128}, {"tile": 192},
-     {"max_window": 0}, {"margin": 32}, {"margin": 32, "max_window": 0})] + [
-    ("onnx", DEFAULT, None)]
+BASE = {"backend": "torch", "tiles": DEFAULT, "long_side": None, "flip": True, "fold": True}
+SETTINGS = [BASE] + [{**BASE, **change} for change in (
+    {"flip": False}, {"fold": False}, {"long_side": 384}, {"long_side": 512},
+    *({"tiles": replace(DEFAULT, **tiles)} for tiles in (
+        {"eps": 0.05}, {"eps": 0.2}, {"eps": 0.7}, {"tile": 64}, {"tile": 128}, {"tile": 192},
+        {"max_window": 0}, {"margin": 32}, {"margin": 32, "max_window": 0})),
+    {"backend": "onnx"}, {"backend": "onnx", "flip": False})]
+
+
+def build(weights: Path | None, setting: dict) -> Matter:
+    """The model of one setting; fold False: batch norms kept as separate layers."""
+    kwargs = {"tiles": setting["tiles"], "flip": setting["flip"]}
+    if setting["fold"]:
+        model = load_model(weights, backend=setting["backend"], **kwargs)
+    else:
+        model = Matter(load_pretrained(weights), **kwargs)
+    if setting["long_side"]:
+        model.model.tnet_long_side = setting["long_side"]
+    return model
 
 
 def main() -> None:
@@ -49,12 +65,11 @@ def main() -> None:
                np.asarray(Image.open(people / "alphas" / f"{n}.png").convert("L"))) for n in names]
     astronaut = photo(1.7)
     rows = []
-    for backend, tiles, long_side in SETTINGS:
-        model = load_model(args.weights, backend=backend, tiles=tiles)
-        if long_side:
-            model.model.tnet_long_side = long_side
+    for setting in SETTINGS:
+        model, tiles = build(args.weights, setting), setting["tiles"]
         sad = np.mean([metrics.sad_whole(model.predict(im).alpha_u8(), gt) for im, gt in photos])
-        rows.append({"backend": backend, "tnet_long_side": model.model.tnet_long_side,
+        rows.append({"backend": setting["backend"], "fold": setting["fold"],
+                     "tnet_long_side": model.model.tnet_long_side, "flip": setting["flip"],
                      "tile": tiles.tile, "margin": tiles.margin,
                      "eps": tiles.eps, "max_window": tiles.max_window,
                      "seconds_1.7mp": median_seconds(partial(model.predict, astronaut), 3),
@@ -64,11 +79,14 @@ def main() -> None:
     (RESULTS / "tradeoff.json").write_text(json.dumps(rows, indent=2))
     base = rows[0]
     lines = [f"Astronaut at 1.7 MP (alpha only, median of 3) and whole-image SAD on {len(photos)} val "
-             "photos; ratios against the default (first row). max window 0: a window per cell.", "",
-             "| backend | T-Net side | tile | margin | eps | max window | s at 1.7 MP | time vs default "
-             "| val SAD | SAD vs default |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "photos; ratios against the default (first row). flip: T-Net also on the mirror image; "
+             "fold: batch norm folded into the convolutions; max window 0: a window per cell.", "",
+             "| backend | fold | T-Net side | flip | tile | margin | eps | max window | s at 1.7 MP "
+             "| time vs default | val SAD | SAD vs default |", "|---" * 12 + "|"]
+    yes = {True: "yes", False: "no"}
     for r in rows:
-        lines.append(f"| {r['backend']} | {r['tnet_long_side']} | {r['tile']} | {r['margin']} | "
+        lines.append(f"| {r['backend']} | {yes[r['fold']]} | {r['tnet_long_side']} | {yes[r['flip']]} | "
+                     f"{r['tile']} | {r['margin']} | "
                      f"{r['eps']} | {r['max_window']} | "
                      f"{r['seconds_1.7mp']:.3f} | {r['seconds_1.7mp'] / base['seconds_1.7mp']:.2f}x | "
                      f"{r['val_sad_whole']:.2f} | {r['val_sad_whole'] / base['val_sad_whole']:.3f}x |")

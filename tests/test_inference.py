@@ -204,3 +204,17 @@ def test_default_onnx_export_follows_a_change_of_the_shipped_config(tmp_path, mo
     config["tnet_long_side"] = before + 32
     (shipped / "config.json").write_text(json.dumps(config))
     assert load_model(backend="onnx").model.tnet_long_side == before + 32
+
+
+def test_flip_is_the_default_and_makes_the_trimap_mirror_equivariant():
+    image = astronaut()[::2, ::2]
+    flipped, plain = load_model(), load_model(flip=False)
+    assert flipped.flip and not plain.flip
+
+    def probs(model, img):
+        canvas = model.canvas(np.ascontiguousarray(img))
+        m = canvas.cfg.margin
+        return canvas.probs[..., m:m + canvas.height, m:m + canvas.width]
+
+    assert torch.allclose(probs(flipped, image[:, ::-1]), probs(flipped, image).flip(-1), atol=1e-5)
+    assert not torch.allclose(probs(plain, image[:, ::-1]), probs(plain, image).flip(-1), atol=1e-3)

@@ -94,3 +94,18 @@ def test_folding_batchnorm_keeps_the_outputs(name):
         assert torch.allclose(got[key], want[key], atol=1e-4), key
     after = model.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_flip_averaged_tnet_is_mirror_equivariant():
+    from shm.models.shm import flip_averaged
+
+    torch.manual_seed(0)
+    tnet = torch.nn.Conv2d(3, 3, (1, 5), padding=(0, 2))  # a lopsided kernel: not equivariant
+    x = torch.rand(2, 3, 8, 16)
+    with torch.no_grad():
+        assert not torch.allclose(tnet(x.flip(-1)), tnet(x).flip(-1), atol=1e-3)
+        averaged = flip_averaged(tnet)
+        assert torch.allclose(averaged(x.flip(-1)), averaged(x).flip(-1), atol=1e-5)
+        probs = averaged(x).softmax(1)
+    geometric = (tnet(x).softmax(1) * tnet(x.flip(-1)).flip(-1).softmax(1)).sqrt()
+    assert torch.allclose(probs, geometric / geometric.sum(1, keepdim=True), atol=1e-5)

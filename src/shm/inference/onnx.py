@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from shm.models.mnet import MNETS
-from shm.models.shm import tnet_at_reduced_size
+from shm.models.shm import flip_averaged, tnet_at_reduced_size
 from shm.pretrained import CONFIG_FILE
 
 TNET_FILE, MNET_FILE = "tnet.onnx", "mnet.onnx"
@@ -68,8 +68,9 @@ class OnnxSHM:
     def _run_tnet(self, image: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self._tnet.run(None, {"image": _np(image)})[0])
 
-    def trimap_logits(self, image: torch.Tensor) -> torch.Tensor:
-        return tnet_at_reduced_size(self._run_tnet, image, self.tnet_long_side)
+    def trimap_logits(self, image: torch.Tensor, flip: bool = False) -> torch.Tensor:
+        tnet = flip_averaged(self._run_tnet) if flip else self._run_tnet
+        return tnet_at_reduced_size(tnet, image, self.tnet_long_side)
 
     def mnet(self, image: torch.Tensor, trimap_probs: torch.Tensor) -> torch.Tensor:
         feeds = {"image": _np(image), "trimap_probs": _np(trimap_probs)}

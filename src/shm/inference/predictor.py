@@ -56,20 +56,22 @@ class Matter:
     """Holds a loaded SHM model (eval mode; or ``OnnxSHM``) and mattes photos with it.
 
     tiles: how the full-resolution M-Net is tiled (default: a margin of the M-Net's context,
-    which makes tiles exact); max_pixels: larger inputs are refused.
+    which makes tiles exact); max_pixels: larger inputs are refused; flip: run the T-Net on
+    the mirror image too and average (``shm.models.shm.flip_averaged``; one more T-Net pass).
     """
 
     def __init__(self, model, tiles: TileConfig | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, flip: bool = True) -> None:
         self.model = model.eval()
         self.tiles = tiles or TileConfig(margin=model.mnet_context)
         self.max_pixels = max_pixels
+        self.flip = flip
 
     @torch.no_grad()  # not inference_mode: the editor edits the canvas's tensors in place
     def canvas(self, image: np.ndarray) -> TiledCanvas:
         """T-Net trimap probabilities for an (H, W, 3) uint8 image, ready for tiled M-Net runs."""
         x = image_tensor(image)
-        probs = self.model.trimap_logits(x).softmax(1)
+        probs = self.model.trimap_logits(x, flip=self.flip).softmax(1)
         return TiledCanvas(x, probs, self.tiles)
 
     @torch.no_grad()
