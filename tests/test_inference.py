@@ -10,7 +10,7 @@ from PIL import Image
 from shm import trimap
 from shm.inference.images import ImageError, load_image
 from shm.inference.predictor import Matte, load_model, trimap_of
-from shm.inference.tiles import TileConfig
+from shm.inference.tiles import TileConfig, TiledCanvas
 from shm.models.fusion import fuse
 from tests.conftest import astronaut
 
@@ -118,6 +118,26 @@ def test_tiles_equal_a_whole_image_pass(weights, window, tiny_weights, tiny_fast
     m = canvas.cfg.margin
     whole = whole[0, 0, m:m + 384, m:m + 352].numpy()
     assert np.abs(tiled - whole).max() < 1e-4
+
+
+def test_canvas_pads_the_image_and_the_softmax_of_the_logits():
+    cfg = TileConfig(tile=32, margin=16)
+    seen = []
+
+    def logits(image):  # a stand-in T-Net: (1, 3, H, W) -> (1, 3, H, W)
+        seen.append(image.clone())
+        return torch.stack([image[:, 0] * 4, image[:, 1] - 1, -image[:, 2] * 3], 1)
+
+    canvas = TiledCanvas(RGB, logits, cfg)
+    x = torch.from_numpy(RGB).permute(2, 0, 1)[None].float() / 255
+    assert torch.equal(seen[0], x)  # the T-Net sees the unpadded image in [0, 1]
+    pad = (16, 64 - 60 + 16, 16, 64 - 40 + 16)  # margin on every side, whole cells of 32
+    assert torch.equal(canvas.image, torch.nn.functional.pad(x, pad, mode="replicate"))
+    probs = torch.nn.functional.pad(logits(x).softmax(1), pad, mode="replicate")
+    assert canvas.probs.shape == (1, 3, 40 + 2 * 16 + 24, 60 + 2 * 16 + 4)
+    assert torch.allclose(canvas.probs, probs, atol=1e-6)
+    fg, bg = probs[:, 2:3], probs[:, 0:1]
+    assert torch.allclose(canvas.alpha_r, fg / (fg + bg), atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["light", "fast"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -47,11 +48,6 @@ class Matte:
         return Image.fromarray(np.dstack([self.foreground, self.alpha_u8()]), "RGBA")
 
 
-def image_tensor(image: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1]."""
-    return torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float() / 255
-
-
 class Matter:
     """Holds a loaded SHM model (eval mode; or ``OnnxSHM``) and mattes photos with it.
 
@@ -70,9 +66,7 @@ class Matter:
     @torch.no_grad()  # not inference_mode: the editor edits the canvas's tensors in place
     def canvas(self, image: np.ndarray) -> TiledCanvas:
         """T-Net trimap probabilities for an (H, W, 3) uint8 image, ready for tiled M-Net runs."""
-        x = image_tensor(image)
-        probs = self.model.trimap_logits(x, flip=self.flip).softmax(1)
-        return TiledCanvas(x, probs, self.tiles)
+        return TiledCanvas(image, partial(self.model.trimap_logits, flip=self.flip), self.tiles)
 
     @torch.no_grad()
     def refine(self, canvas: TiledCanvas, cells: set[tuple[int, int]] | None = None) -> np.ndarray:

@@ -13,8 +13,10 @@ the cost grows with the length of the outline, not with the image's area.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -36,23 +38,33 @@ class TileConfig:
 class TiledCanvas:
     """Padded copies of the image and trimap probabilities plus the M-Net output buffer.
 
-    image: (1, 3, H, W) in [0, 1]; probs: (1, 3, H, W) softmax in trimap channel order.
-    ``alpha_r`` holds the M-Net output of every cell run so far, F_s / (F_s + B_s) elsewhere.
+    Built from an (H, W, 3) uint8 RGB image and ``trimap_logits``, which maps the image as
+    (1, 3, H, W) float in [0, 1] to (1, 3, H, W) logits in trimap channel order (the T-Net).
+    Holds ``image`` (1, 3, H', W') in [0, 1] and ``probs`` (1, 3, H', W') softmax, both padded
+    by ``margin`` (replicated edges) and to whole cells; ``alpha_r`` (1, 1, H', W') holds the
+    M-Net output of every cell run so far, F_s / (F_s + B_s) elsewhere. Each full-resolution
+    array is made once, in place where possible: a 24 MP photo needs no unpadded float copy.
     """
 
-    def __init__(self, image: torch.Tensor, probs: torch.Tensor, cfg: TileConfig) -> None:
+    def __init__(self, image: np.ndarray,
+                 trimap_logits: Callable[[torch.Tensor], torch.Tensor], cfg: TileConfig) -> None:
         if cfg.tile % 16 or cfg.margin % 16:
             raise ValueError("tile and margin must be multiples of 16.")
         self.cfg = cfg
-        self.height, self.width = image.shape[-2:]
+        self.height, self.width = image.shape[:2]
         self.rows = -(-self.height // cfg.tile)
         self.cols = -(-self.width // cfg.tile)
         m = cfg.margin
-        pad = (m, self.cols * cfg.tile - self.width + m, m, self.rows * cfg.tile - self.height + m)
-        self.image = F.pad(image, pad, mode="replicate")
-        self.probs = F.pad(probs, pad, mode="replicate")
+        bottom, right = self.rows * cfg.tile - self.height + m, self.cols * cfg.tile - self.width + m
+        padded = np.pad(image, ((m, bottom), (m, right), (0, 0)), mode="edge")
+        self.image = torch.from_numpy(padded).permute(2, 0, 1)[None].float().div_(255)
+        del padded
+        logits = trimap_logits(self.image[..., m:m + self.height, m:m + self.width])
+        self.probs = _softmax_(F.pad(logits, (m, right, m, bottom), mode="replicate"))
+        del logits
         fg, bg = self.probs[:, FOREGROUND:FOREGROUND + 1], self.probs[:, BACKGROUND:BACKGROUND + 1]
-        self.alpha_r = fg / (fg + bg).clamp_min(1e-6)
+        total = (fg + bg).clamp_min_(1e-6)
+        self.alpha_r = torch.div(fg, total, out=total)
 
     def cells_needing_mnet(self, cells: set[tuple[int, int]] | None = None) -> list[tuple[int, int]]:
         """Cells (row, col), among ``cells`` (default: all), whose max U_s exceeds eps."""
@@ -115,6 +127,12 @@ class TiledCanvas:
         r0, r1 = max(0, int((top - m) // t)), min(self.rows - 1, int((bottom + m) // t))
         c0, c1 = max(0, int((left - m) // t)), min(self.cols - 1, int((right + m) // t))
         return {(r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)}
+
+
+def _softmax_(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over dim 1 of (B, C, H, W) logits, computed in place and returned."""
+    logits.sub_(logits.amax(1, keepdim=True)).exp_()
+    return logits.div_(logits.sum(1, keepdim=True))
 
 
 def _channels_last(x: torch.Tensor) -> torch.Tensor:
