@@ -50,6 +50,7 @@ TINY_CONFIG = dict(name="tiny", tnet=dict(backbone="mobilenet_v2", ppm_channels=
 
 
 TINY_FAST_CONFIG = dict(TINY_CONFIG, mnet=dict(kind="fast", widths=[4, 8, 8, 8]))
+TINY_LITE_CONFIG = dict(TINY_CONFIG, mnet=dict(kind="fast", widths=[4, 8, 8]))
 
 
 def _save_tiny(config: dict, folder: Path) -> Path:
@@ -71,6 +72,12 @@ def tiny_weights(tmp_path_factory) -> Path:
 def tiny_fast_weights(tmp_path_factory) -> Path:
     """The same with the half-resolution 'fast' M-Net."""
     return _save_tiny(TINY_FAST_CONFIG, tmp_path_factory.mktemp("tiny_fast_model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_lite_weights(tmp_path_factory) -> Path:
+    """The same with a 3-level 'fast' M-Net (half the receptive field)."""
+    return _save_tiny(TINY_LITE_CONFIG, tmp_path_factory.mktemp("tiny_lite_model"))
 
 
 def astronaut() -> np.ndarray:

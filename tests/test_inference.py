@@ -103,9 +103,11 @@ def test_inputs_of_every_kind_agree(tiny_weights, tmp_path):
 
 
 @pytest.mark.parametrize("window", ["box", "blocks", "cells"])
-@pytest.mark.parametrize("weights", ["tiny", "tiny_fast", "shipped"])
-def test_tiles_equal_a_whole_image_pass(weights, window, tiny_weights, tiny_fast_weights):
-    folder = {"tiny": tiny_weights, "tiny_fast": tiny_fast_weights, "shipped": None}[weights]
+@pytest.mark.parametrize("weights", ["tiny", "tiny_fast", "tiny_lite", "shipped"])
+def test_tiles_equal_a_whole_image_pass(weights, window, tiny_weights, tiny_fast_weights,
+                                        tiny_lite_weights):
+    folder = {"tiny": tiny_weights, "tiny_fast": tiny_fast_weights, "tiny_lite": tiny_lite_weights,
+              "shipped": None}[weights]
     context = load_model(folder).tiles.margin
     max_window = {"box": 10**7, "blocks": (2 * 64 + 2 * context) ** 2, "cells": 0}[window]
     tiles = TileConfig(tile=64, margin=context, eps=-1.0, max_window=max_window)
@@ -140,18 +142,19 @@ def test_canvas_pads_the_image_and_the_softmax_of_the_logits():
     assert torch.allclose(canvas.alpha_r, fg / (fg + bg), atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["light", "fast"])
-def test_mnet_context_covers_its_receptive_field(kind):
+@pytest.mark.parametrize("kind, widths", [("light", (4, 8, 8, 8, 8)), ("fast", (4, 8, 8, 8)),
+                                          ("fast", (4, 8, 8))])
+def test_mnet_context_covers_its_receptive_field(kind, widths):
     from shm.models.mnet import MNETS
 
     torch.manual_seed(0)
-    net = MNETS[kind]((4, 8, 8, 8, 8) if kind == "light" else (4, 8, 8, 8)).eval()
+    net = MNETS[kind](widths).eval()
     image = torch.rand(1, 3, 320, 320, requires_grad=True)
     out = net(image, torch.rand(1, 3, 320, 320))
     for k in range(16):  # every alignment with the stride-16 grid
         grad, = torch.autograd.grad(out[0, 0, 144 + k, 144 + k], image, retain_graph=True)
         reach = (grad[0].abs().sum(0).nonzero() - (144 + k)).abs().max().item()
-        assert 48 < reach <= net.context
+        assert net.context / 2 < reach <= net.context
 
 
 def test_skipped_cells_follow_the_trimap(tiny_weights):
@@ -193,6 +196,15 @@ def test_onnx_export_matches_torch(kind, tiny_weights, tiny_fast_weights, tmp_pa
         a, b = torch_model.predict(image), onnx_model.predict(image)
         assert np.abs(a.alpha - b.alpha).max() < 1e-3
         assert np.array_equal(a.trimap, b.trimap)
+
+
+def test_onnx_backend_takes_the_tile_margin_from_the_config(tiny_lite_weights, tmp_path):
+    from shm.inference.onnx import export_onnx
+    from shm.pretrained import load_pretrained
+
+    folder = export_onnx(load_pretrained(tiny_lite_weights), tmp_path / "onnx")
+    assert load_model(folder, backend="onnx").tiles.margin == 48
+    assert load_model(tiny_lite_weights).tiles.margin == 48
 
 
 def test_onnx_backend_errors(tmp_path):

@@ -8,7 +8,7 @@ from tests.conftest import TINY_CONFIG
 
 
 def test_unknown_preset_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="mobile, paper"):
+    with pytest.raises(ValueError, match="mobile, mobile-lite, paper"):
         build_model("nope")
 
 
@@ -58,6 +58,19 @@ def test_mnet_refuses_unpadded_input_with_the_fix():
     model = build_model(ModelConfig.from_dict(TINY_CONFIG))
     with pytest.raises(ValueError, match="multiple of 16"):
         model.mnet(torch.rand(1, 3, 30, 32), torch.rand(1, 3, 30, 32))
+
+
+def test_fast_mnet_depth_follows_its_widths():
+    from shm.models.mnet import FastMNet
+
+    shallow, deep = FastMNet((4, 8, 8)).eval(), FastMNet((4, 8, 8, 8)).eval()
+    assert (shallow.stride, shallow.context, deep.stride, deep.context) == (8, 48, 16, 96)
+    with torch.no_grad():
+        assert shallow(torch.rand(1, 3, 40, 56), torch.rand(1, 3, 40, 56)).shape == (1, 1, 40, 56)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        deep(torch.rand(1, 3, 40, 56), torch.rand(1, 3, 40, 56))
+    with pytest.raises(ValueError, match="3 or 4 widths"):
+        FastMNet((4, 8))
 
 
 def test_imagenet_backbone_loads_strictly():

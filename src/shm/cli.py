@@ -192,7 +192,8 @@ def train(
     stage: str = typer.Option(..., help="tnet, mnet, end2end or refine (M-Net on the T-Net's trimaps)."),
     out_dir: Path = typer.Option(..., "--out", help="Folder for checkpoints, log and weights."),
     data: Path | None = typer.Option(None, help="Data folder; default $SHM_DATA or ../shared/data."),
-    model: str | None = typer.Option(None, help="Preset: mobile (default without --init) or paper. "
+    model: str | None = typer.Option(None, help="Preset: mobile (default without --init), mobile-lite "
+                                     "(3-level M-Net, half the tile margin) or paper. "
                                      "With --init: take from it only the parts that match."),
     init: Path | None = typer.Option(None, help="Weights folder of the previous stage."),
     steps: int = typer.Option(1000, help="Total optimiser steps of this stage."),

@@ -20,8 +20,9 @@ class TNetConfig:
 
 @dataclass(frozen=True)
 class MNetConfig:
-    """kind: 'fast' (encoder-decoder at half resolution, 4 widths), 'light' (encoder-decoder
-    at full resolution, 5 widths) or 'vgg' (the paper's VGG16-BN; widths unused)."""
+    """kind: 'fast' (encoder-decoder at half resolution, 3 or 4 widths, one level each),
+    'light' (encoder-decoder at full resolution, 5 widths) or 'vgg' (the paper's VGG16-BN;
+    widths unused)."""
 
     kind: str = "fast"
     widths: tuple[int, ...] = (16, 24, 32, 48)
@@ -48,6 +49,8 @@ class ModelConfig:
 
 PRESETS: dict[str, ModelConfig] = {
     "mobile": ModelConfig(),
+    # the mobile T-Net with a 3-level, thinner M-Net: half the tile margin, for speed
+    "mobile-lite": ModelConfig(name="mobile-lite", mnet=MNetConfig("fast", (12, 16, 24))),
     "paper": ModelConfig(name="paper", tnet=TNetConfig("resnet50", 512, 128),
                          mnet=MNetConfig("vgg"), tnet_long_side=512),
 }
@@ -82,7 +85,6 @@ def build_model(name_or_config: str | ModelConfig = "mobile", pretrained_backbon
     shipped SHM weights are loaded with ``shm.load_model``).
     """
     from shm.models.backbones import MobileNetV2Encoder, ResNet50Encoder
-    from shm.models.mnet import MNETS, VGGMNet
     from shm.models.shm import SHM
     from shm.models.tnet import TNet
 
@@ -97,9 +99,15 @@ def build_model(name_or_config: str | ModelConfig = "mobile", pretrained_backbon
         raise ValueError(f"Unknown T-Net backbone {cfg.tnet.backbone!r}; "
                          "choose 'mobilenet_v2' or 'resnet50'.")
     tnet = TNet(encoder, cfg.tnet.ppm_channels, cfg.tnet.decoder_channels)
-    if cfg.mnet.kind not in MNETS:
-        raise ValueError(f"Unknown M-Net kind {cfg.mnet.kind!r}; choose one of {', '.join(MNETS)}.")
-    mnet = VGGMNet() if cfg.mnet.kind == "vgg" else MNETS[cfg.mnet.kind](cfg.mnet.widths)
-    model = SHM(tnet, mnet, cfg.tnet_long_side)
+    model = SHM(tnet, build_mnet(cfg.mnet), cfg.tnet_long_side)
     model.config = cfg
     return model
+
+
+def build_mnet(cfg: MNetConfig) -> nn.Module:
+    """The M-Net of a config; its ``context`` is the tile margin that makes tiles exact."""
+    from shm.models.mnet import MNETS, VGGMNet
+
+    if cfg.kind not in MNETS:
+        raise ValueError(f"Unknown M-Net kind {cfg.kind!r}; choose one of {', '.join(MNETS)}.")
+    return VGGMNet() if cfg.kind == "vgg" else MNETS[cfg.kind](cfg.widths)

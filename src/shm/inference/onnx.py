@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from shm.models.mnet import MNETS
+from shm.config import ModelConfig, build_mnet
 from shm.models.shm import flip_averaged, tnet_at_reduced_size
 from shm.pretrained import CONFIG_FILE
 
@@ -60,7 +60,7 @@ class OnnxSHM:
         self._mnet = ort.InferenceSession(str(folder / MNET_FILE), opts, providers=providers)
         config = json.loads((folder / CONFIG_FILE).read_text())
         self.tnet_long_side = config["tnet_long_side"]
-        self.mnet_context = MNETS[config["mnet"]["kind"]].context
+        self.mnet_context = build_mnet(ModelConfig.from_dict(config).mnet).context
 
     def eval(self) -> OnnxSHM:
         return self

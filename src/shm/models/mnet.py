@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -72,31 +74,41 @@ class FastMNet(_MNetBase):
     """LightMNet's design run at half resolution, for speed.
 
     The 6-channel input is pixel-unshuffled (each 2x2 block becomes 24 channels at H/2 x W/2),
-    an encoder-decoder with skips runs there (3 more downsamplings), and 4 output channels are
-    pixel-shuffled back to full resolution: no 3x3 convolution runs at full resolution, about
-    a third of LightMNet's multiply-adds per pixel. Same contract as ``LightMNet``.
+    an encoder-decoder with skips runs there (one downsampling per width after the first:
+    3 for the default 4 widths, 2 for 3 widths), and 4 output channels are pixel-shuffled back
+    to full resolution: no 3x3 convolution runs at full resolution, about a third of
+    LightMNet's multiply-adds per pixel. Same contract as ``LightMNet``, with H and W multiples
+    of ``stride``. Fewer levels halve the receptive field, so tiles need half the margin.
     """
+
+    # levels -> receptive radius in pixels, rounded up to 16 (41 and 89 measured)
+    _context: ClassVar[dict[int, int]] = {3: 48, 4: 96}
 
     def __init__(self, widths: tuple[int, ...] = (16, 24, 32, 48)) -> None:
         super().__init__()
-        w0, w1, w2, w3 = widths
-        self.enc0 = ConvBNReLU(24, w0)
-        self.enc1 = nn.Sequential(ConvBNReLU(w0, w1, stride=2), ConvBNReLU(w1, w1))
-        self.enc2 = nn.Sequential(ConvBNReLU(w1, w2, stride=2), ConvBNReLU(w2, w2))
-        self.enc3 = nn.Sequential(ConvBNReLU(w2, w3, stride=2), ConvBNReLU(w3, w3))
-        self.dec2 = ConvBNReLU(w3 + w2, w2)
-        self.dec1 = ConvBNReLU(w2 + w1, w1)
-        self.dec0 = nn.Sequential(ConvBNReLU(w1 + w0 + 24, w0), nn.Conv2d(w0, 4, 3, padding=1))
+        if len(widths) not in self._context:
+            raise ValueError(f"FastMNet takes 3 or 4 widths, got {len(widths)}.")
+        self.levels = len(widths)
+        self.stride = 2 ** self.levels
+        self.context = self._context[self.levels]
+        self.enc0 = ConvBNReLU(24, widths[0])
+        for i in range(1, self.levels):
+            self.add_module(f"enc{i}", nn.Sequential(ConvBNReLU(widths[i - 1], widths[i], stride=2),
+                                                     ConvBNReLU(widths[i], widths[i])))
+        for i in range(self.levels - 2, 0, -1):
+            self.add_module(f"dec{i}", ConvBNReLU(widths[i + 1] + widths[i], widths[i]))
+        self.dec0 = nn.Sequential(ConvBNReLU(widths[1] + widths[0] + 24, widths[0]),
+                                  nn.Conv2d(widths[0], 4, 3, padding=1))
 
     def forward(self, image: torch.Tensor, trimap_probs: torch.Tensor) -> torch.Tensor:
         x = F.pixel_unshuffle(self._prepare(image, trimap_probs), 2)
-        e0 = self.enc0(x)
-        e1 = self.enc1(e0)
-        e2 = self.enc2(e1)
-        d = self.enc3(e2)
-        d = self.dec2(torch.cat([_up2(d), e2], 1))
-        d = self.dec1(torch.cat([_up2(d), e1], 1))
-        d = self.dec0(torch.cat([_up2(d), e0, x], 1))
+        skips = [self.enc0(x)]
+        for i in range(1, self.levels):
+            skips.append(getattr(self, f"enc{i}")(skips[-1]))
+        d = skips.pop()
+        for i in range(self.levels - 2, 0, -1):
+            d = getattr(self, f"dec{i}")(torch.cat([_up2(d), skips[i]], 1))
+        d = self.dec0(torch.cat([_up2(d), skips[0], x], 1))
         return torch.sigmoid(F.pixel_shuffle(d, 2))
 
 
