@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from shm.config import ModelConfig, build_mnet
+from shm.config import ModelConfig
+from shm.models.mnet import MNETS
 from shm.models.shm import flip_averaged, tnet_at_reduced_size
 from shm.pretrained import CONFIG_FILE
 
@@ -60,7 +61,8 @@ class OnnxSHM:
         self._mnet = ort.InferenceSession(str(folder / MNET_FILE), opts, providers=providers)
         config = json.loads((folder / CONFIG_FILE).read_text())
         self.tnet_long_side = config["tnet_long_side"]
-        self.mnet_context = build_mnet(ModelConfig.from_dict(config).mnet).context
+        mnet = ModelConfig.from_dict(config).mnet
+        self.mnet_context = MNETS[mnet.kind].context_for(mnet.widths)
 
     def eval(self) -> OnnxSHM:
         return self

@@ -25,6 +25,11 @@ class _MNetBase(nn.Module):
         super().__init__()
         self.normalize = Normalize()
 
+    @classmethod
+    def context_for(cls, widths: tuple[int, ...]) -> int:
+        """``context`` of this M-Net built with ``widths``, without building it."""
+        return cls.context
+
     def _prepare(self, image: torch.Tensor, trimap_probs: torch.Tensor) -> torch.Tensor:
         if image.shape[-2:] != trimap_probs.shape[-2:]:
             raise ValueError("image and trimap probabilities must have the same height and width.")
@@ -84,13 +89,17 @@ class FastMNet(_MNetBase):
     # levels -> receptive radius in pixels, rounded up to 16 (41 and 89 measured)
     _context: ClassVar[dict[int, int]] = {3: 48, 4: 96}
 
+    @classmethod
+    def context_for(cls, widths: tuple[int, ...]) -> int:
+        if len(widths) not in cls._context:
+            raise ValueError(f"FastMNet takes 3 or 4 widths, got {len(widths)}.")
+        return cls._context[len(widths)]
+
     def __init__(self, widths: tuple[int, ...] = (16, 24, 32, 48)) -> None:
         super().__init__()
-        if len(widths) not in self._context:
-            raise ValueError(f"FastMNet takes 3 or 4 widths, got {len(widths)}.")
         self.levels = len(widths)
         self.stride = 2 ** self.levels
-        self.context = self._context[self.levels]
+        self.context = self.context_for(widths)
         self.enc0 = ConvBNReLU(24, widths[0])
         for i in range(1, self.levels):
             self.add_module(f"enc{i}", nn.Sequential(ConvBNReLU(widths[i - 1], widths[i], stride=2),
