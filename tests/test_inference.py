@@ -188,14 +188,16 @@ def test_onnx_export_matches_torch(kind, tiny_weights, tiny_fast_weights, tmp_pa
     from shm.pretrained import load_pretrained
 
     weights = tiny_weights if kind == "light" else tiny_fast_weights
-    folder = export_onnx(load_pretrained(weights), tmp_path / "onnx")
-    tiles = TileConfig(tile=32, margin=16)
+    folder = export_onnx(load_pretrained(weights), tmp_path / "onnx", crop=16)
+    tiles = TileConfig(tile=32, margin=32, eps=-1)  # every cell runs the M-Net
     torch_model = load_model(weights, tiles=tiles)
     onnx_model = load_model(folder, backend="onnx", tiles=tiles)
     for image in (RGB, astronaut()[::3, ::2]):
         a, b = torch_model.predict(image), onnx_model.predict(image)
         assert np.abs(a.alpha - b.alpha).max() < 1e-3
         assert np.array_equal(a.trimap, b.trimap)
+    with pytest.raises(ValueError, match="margin of at least 16"):
+        load_model(folder, backend="onnx", tiles=TileConfig(32, 0, eps=-1)).predict(RGB)
 
 
 def test_onnx_backend_takes_the_tile_margin_from_the_config(tiny_lite_weights, tmp_path):
@@ -209,6 +211,11 @@ def test_onnx_backend_takes_the_tile_margin_from_the_config(tiny_lite_weights, t
 
 def test_onnx_backend_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="shm export --onnx"):
+        load_model(tmp_path, backend="onnx")
+    for name in ("tnet.onnx", "mnet.onnx"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "config.json").write_text('{"tnet_long_side": 448}')  # before the M-Net crop
+    with pytest.raises(ValueError, match="exported by an older shm; export it again"):
         load_model(tmp_path, backend="onnx")
     with pytest.raises(ValueError, match="torch or onnx"):
         load_model(backend="tensorrt")

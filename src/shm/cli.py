@@ -32,7 +32,7 @@ def _load(weights: Path | None, **kwargs):
 
     try:
         return load_model(weights, **kwargs)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         fail(str(e))
 
 

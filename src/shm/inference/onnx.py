@@ -17,29 +17,50 @@ from shm.models.shm import flip_averaged, tnet_at_reduced_size
 from shm.pretrained import CONFIG_FILE
 
 TNET_FILE, MNET_FILE = "tnet.onnx", "mnet.onnx"
+MNET_CROP = "onnx_mnet_crop"  # config.json key: the margin mnet.onnx drops
+EXPORT_FORMAT = 2  # raised whenever the graphs' inputs or outputs change
 
 
-def export_onnx(model: nn.Module, folder: str | Path, opset: int = 17) -> Path:
+def export_onnx(model: nn.Module, folder: str | Path, opset: int = 17,
+                crop: int | None = None) -> Path:
     """Write ``tnet.onnx`` (image (1, 3, H, W) -> logits), ``mnet.onnx`` (image, trimap_probs
-    (1, 3, H, W) -> alpha_r (1, 1, H, W)) and ``config.json`` into ``folder``."""
+    (B, 3, H, W) -> alpha_r (B, 1, H - 2 crop, W - 2 crop)) and ``config.json`` into ``folder``.
+
+    crop: the tile margin the M-Net graph drops (default: the M-Net's context, the default
+    margin); ``OnnxSHM`` then runs tiles with that margin or a larger one.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model = model.eval()
+    crop = model.mnet_context if crop is None else crop
     dyn = {2: "height", 3: "width"}
-    image = torch.rand(1, 3, 256, 192)
+    side = 2 * crop + model.mnet.stride  # the smallest window that keeps a pixel
+    image = torch.rand(1, 3, side + 64, side + 32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model.tnet, (image,), str(folder / TNET_FILE), input_names=["image"],
                           output_names=["logits"], dynamic_axes={"image": dyn, "logits": dyn},
                           opset_version=opset, dynamo=False)
-        torch.onnx.export(model.mnet, (image, torch.rand(1, 3, 256, 192).softmax(1)),
+        torch.onnx.export(_Cropped(model.mnet, crop), (image, torch.rand_like(image).softmax(1)),
                           str(folder / MNET_FILE), input_names=["image", "trimap_probs"],
                           output_names=["alpha_r"], opset_version=opset, dynamo=False,
                           dynamic_axes={"image": {0: "batch", **dyn},
                                         "trimap_probs": {0: "batch", **dyn},
-                                        "alpha_r": {0: "batch", **dyn}})
-    (folder / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2))
+                                        "alpha_r": {0: "batch", 2: "out_height", 3: "out_width"}})
+    config = {**model.config.to_dict(), MNET_CROP: crop}
+    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2))
     return folder
+
+
+class _Cropped(nn.Module):
+    """An M-Net with its ``crop`` fixed, for export."""
+
+    def __init__(self, mnet: nn.Module, crop: int) -> None:
+        super().__init__()
+        self.mnet, self.crop = mnet, crop
+
+    def forward(self, image: torch.Tensor, trimap_probs: torch.Tensor) -> torch.Tensor:
+        return self.mnet(image, trimap_probs, crop=self.crop)
 
 
 class OnnxSHM:
@@ -54,12 +75,16 @@ class OnnxSHM:
         if missing:
             raise FileNotFoundError(f"{folder} lacks {', '.join(missing)}; create it with "
                                     "`shm export --onnx DIR`.")
+        config = json.loads((folder / CONFIG_FILE).read_text())
+        if MNET_CROP not in config:
+            raise ValueError(f"{folder} was exported by an older shm; export it again with "
+                             "`shm export --onnx DIR`.")
+        self.mnet_crop = config[MNET_CROP]
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         providers = ["CPUExecutionProvider"]
         self._tnet = ort.InferenceSession(str(folder / TNET_FILE), opts, providers=providers)
         self._mnet = ort.InferenceSession(str(folder / MNET_FILE), opts, providers=providers)
-        config = json.loads((folder / CONFIG_FILE).read_text())
         self.tnet_long_side = config["tnet_long_side"]
         mnet = ModelConfig.from_dict(config).mnet
         self.mnet_context = MNETS[mnet.kind].context_for(mnet.widths)
@@ -74,9 +99,17 @@ class OnnxSHM:
         tnet = flip_averaged(self._run_tnet) if flip else self._run_tnet
         return tnet_at_reduced_size(tnet, image, self.tnet_long_side)
 
-    def mnet(self, image: torch.Tensor, trimap_probs: torch.Tensor) -> torch.Tensor:
+    def mnet(self, image: torch.Tensor, trimap_probs: torch.Tensor,
+             crop: int = 0) -> torch.Tensor:
+        """alpha_r (B, 1, H - 2 crop, W - 2 crop); crop at least the exported ``mnet_crop``."""
+        if crop < self.mnet_crop:
+            raise ValueError(f"This ONNX M-Net drops a {self.mnet_crop}-px margin; use tiles "
+                             f"with a margin of at least {self.mnet_crop}, or export again with "
+                             "a smaller one.")
         feeds = {"image": _np(image), "trimap_probs": _np(trimap_probs)}
-        return torch.from_numpy(self._mnet.run(None, feeds)[0])
+        out = torch.from_numpy(self._mnet.run(None, feeds)[0])
+        extra = crop - self.mnet_crop
+        return out[..., extra:out.shape[-2] - extra, extra:out.shape[-1] - extra]
 
 
 def _np(x: torch.Tensor) -> np.ndarray:

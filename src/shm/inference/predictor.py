@@ -103,7 +103,8 @@ def load_model(weights: str | Path | None = None, backend: str = "torch", **kwar
     backend 'torch': weights is a folder or ``model.safetensors`` path; None is the shipped model.
     Its batch norms are folded into the convolutions (``shm.models.fold``) for speed.
     backend 'onnx': weights is a folder written by ``shm export --onnx``; None exports the
-    shipped model once into ``$SHM_CACHE/onnx`` (again whenever its weights or config change).
+    shipped model once into ``$SHM_CACHE/onnx`` (again whenever its weights, its config or
+    the export format change).
     """
     from shm.models.fold import for_inference
     from shm.pretrained import default_weights_dir, load_pretrained
@@ -111,13 +112,13 @@ def load_model(weights: str | Path | None = None, backend: str = "torch", **kwar
     if backend == "torch":
         return Matter(for_inference(load_pretrained(weights)), **kwargs)
     if backend == "onnx":
-        from shm.inference.onnx import MNET_FILE, OnnxSHM, export_onnx
+        from shm.inference.onnx import EXPORT_FORMAT, MNET_FILE, OnnxSHM, export_onnx
         from shm.paths import default_cache_dir
 
         if weights is None:
             shipped = default_weights_dir()
-            stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns)
-                     for p in sorted(shipped.iterdir()) if p.suffix in (".json", ".safetensors")]
+            stamp = [EXPORT_FORMAT] + [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in
+                                       sorted(shipped.iterdir()) if p.suffix in (".json", ".safetensors")]
             digest = hashlib.sha1(repr(stamp).encode()).hexdigest()[:12]
             weights = default_cache_dir() / "onnx" / f"default-{digest}"
             if not (weights / MNET_FILE).is_file():

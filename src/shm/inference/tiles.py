@@ -79,7 +79,8 @@ class TiledCanvas:
 
         Cells are grouped in square blocks whose window fits ``max_window``; a block runs as one
         window around its cells' bounding box when that costs fewer pixels than a window per
-        cell, else its cells join the batched per-cell windows.
+        cell, else its cells join the batched per-cell windows. ``mnet(image, trimap_probs,
+        crop)`` drops each window's margin, so it need not compute it.
         """
         t, m = self.cfg.tile, self.cfg.margin
         side = max(1, (math.isqrt(self.cfg.max_window) - 2 * m) // t)  # cells per block side
@@ -95,9 +96,9 @@ class TiledCanvas:
                 singles += group
                 continue
             box = (..., slice(r0 * t, r0 * t + box_h), slice(c0 * t, c0 * t + box_w))
-            out = mnet(_channels_last(self.image[box]), _channels_last(self.probs[box]))
+            out = mnet(_channels_last(self.image[box]), _channels_last(self.probs[box]), crop=m)
             for r, c in group:
-                top, left = m + (r - r0) * t, m + (c - c0) * t
+                top, left = (r - r0) * t, (c - c0) * t
                 self._store(r, c, out[..., top:top + t, left:left + t])
         size = t + 2 * m
         for i in range(0, len(singles), self.cfg.batch):
@@ -106,9 +107,9 @@ class TiledCanvas:
                               for r, c in group])
             probs = torch.cat([self.probs[..., r * t:r * t + size, c * t:c * t + size]
                                for r, c in group])
-            out = mnet(_channels_last(imgs), _channels_last(probs))
+            out = mnet(_channels_last(imgs), _channels_last(probs), crop=m)
             for k, (r, c) in enumerate(group):
-                self._store(r, c, out[k:k + 1, :, m:m + t, m:m + t])
+                self._store(r, c, out[k:k + 1])
 
     def _store(self, row: int, col: int, alpha_r: torch.Tensor) -> None:
         t, m = self.cfg.tile, self.cfg.margin
