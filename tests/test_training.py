@@ -132,6 +132,20 @@ def test_crop_trimap_probs_cut_the_upsampled_trimap_and_pad_with_background():
     assert tnet.training  # the T-Net's mode is restored
 
 
+
+def test_crop_trimap_probs_with_flip_average_the_mirror_images_trimap():
+    from shm.models.shm import flip_averaged
+
+    torch.manual_seed(0)
+    view = torch.rand(1, 3, 32, 32)
+    tnet = torch.nn.Conv2d(3, 3, (1, 5), padding=(0, 2))  # lopsided: not mirror-equivariant
+    geometry = torch.tensor([[32, 32, 32, 32, 0, 0]])
+    with torch.no_grad():
+        want = flip_averaged(tnet)(view).softmax(1)
+    flipped = crop_trimap_probs(tnet, view, geometry, 32, flip=True)
+    assert torch.allclose(flipped, want, atol=1e-6)
+    assert not torch.allclose(crop_trimap_probs(tnet, view, geometry, 32), want, atol=1e-3)
+
 @pytest.mark.parametrize("stage", ["tnet", "mnet", "end2end", "refine"])
 def test_an_optimisation_step_lowers_the_loss(fake_data, tiny_weights, stage):
     torch.manual_seed(0)

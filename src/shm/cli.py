@@ -208,6 +208,8 @@ def train(
                                help="Fraction of samples kept on the photo's own background."),
     band: str = typer.Option("0.005,0.02", help="Unknown-band radius of the trimaps: LOW,HIGH "
                              "fractions of the short side, drawn uniformly per sample."),
+    flip: bool = typer.Option(True, help="refine: average the T-Net's trimaps with its mirror "
+                              "image's, as inference does."),
 ) -> None:
     """Train one stage (torchrun --nproc-per-node N shm train ... for DDP)."""
     from shm.paths import default_data_root
@@ -218,7 +220,7 @@ def train(
         fail(f"--crop {crop} is not a multiple of 32; use e.g. {crop // 32 * 32 or 32}.", 2)
     cfg = TrainConfig(stage, data or default_data_root(), out_dir, model, init, steps, batch_size,
                       crop, lr, checkpoint_every, seed=seed, workers=workers, real=real,
-                      band=_band(band))
+                      band=_band(band), flip=flip)
     try:
         result = run(cfg, resume=resume)
     except (FileNotFoundError, ValueError) as e:

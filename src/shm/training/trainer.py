@@ -25,6 +25,7 @@ from shm.config import build_model, get_config
 from shm.data.people import PeopleMatting, SampleSpec
 from shm.fileio import atomic_write
 from shm.models.fusion import fuse
+from shm.models.shm import flip_averaged
 from shm.pretrained import load_matching_parts, load_pretrained, save_pretrained
 from shm.training.losses import prediction_loss, total_loss, trimap_loss
 
@@ -58,6 +59,7 @@ class TrainConfig:
     # Unknown-band radius of the trimaps, a range of fractions of the short side. (Widening it
     # for the 'mnet' stage was tried and scored worse than the 'refine' stage; model card.)
     band: tuple[float, float] = (0.005, 0.02)
+    flip: bool = True  # 'refine': T-Net trimaps averaged with the mirror image's, as at inference
 
     def spec(self, tnet_long_side: int) -> SampleSpec:
         """How samples are cut; tnet_long_side: the model's, for the 'refine' stage's view."""
@@ -69,14 +71,17 @@ class TrainConfig:
 
 
 def stage_loss(net: torch.nn.Module, stage: str, batch: dict[str, torch.Tensor],
-               tnet: torch.nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               tnet: torch.nn.Module | None = None,
+               flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss of one batch and the predicted alpha (B, 1, H, W) in [0, 1].
 
     net is the part the stage trains (possibly DDP-wrapped): the T-Net for 'tnet', the M-Net
-    for 'mnet' and 'refine', the whole SHM for 'end2end'. tnet: the frozen T-Net ('refine').
+    for 'mnet' and 'refine', the whole SHM for 'end2end'. tnet: the frozen T-Net ('refine'),
+    run on the mirror image too if ``flip``.
     """
     if stage == "refine":
-        probs = crop_trimap_probs(tnet, batch["view"], batch["geometry"], batch["image"].shape[-1])
+        probs = crop_trimap_probs(tnet, batch["view"], batch["geometry"], batch["image"].shape[-1],
+                                  flip)
         alpha = fuse(probs, net(batch["image"], probs))
         return prediction_loss(alpha, batch), alpha
     if stage == "tnet":
@@ -94,8 +99,9 @@ def stage_loss(net: torch.nn.Module, stage: str, batch: dict[str, torch.Tensor],
 
 @torch.no_grad()
 def crop_trimap_probs(tnet: torch.nn.Module, view: torch.Tensor, geometry: torch.Tensor,
-                      crop: int) -> torch.Tensor:
-    """The T-Net's trimap probabilities over each sample's crop, computed as inference does.
+                      crop: int, flip: bool = False) -> torch.Tensor:
+    """The T-Net's trimap probabilities over each sample's crop, computed as inference does
+    (with ``flip``, averaged with the mirror image's: ``shm.models.shm.flip_averaged``).
 
     view: (B, 3, V, V) whole images at T-Net size; geometry: (B, 6) as ``PeopleMatting`` gives.
     The T-Net runs in eval mode, one image at a time; its logits are upsampled to the whole
@@ -104,10 +110,11 @@ def crop_trimap_probs(tnet: torch.nn.Module, view: torch.Tensor, geometry: torch
     """
     was_training = tnet.training
     tnet.eval()
+    run = flip_averaged(tnet) if flip else tnet
     out = torch.zeros(len(view), 3, crop, crop, device=view.device)
     out[:, tri.BACKGROUND] = 1
     for i, (th, tw, h, w, top, left) in enumerate(geometry.tolist()):
-        logits = F.interpolate(tnet(view[i:i + 1, :, :th, :tw]), (h, w), mode="bilinear",
+        logits = F.interpolate(run(view[i:i + 1, :, :th, :tw]), (h, w), mode="bilinear",
                                align_corners=False)
         r0, c0, r1, c1 = max(top, 0), max(left, 0), min(top + crop, h), min(left + crop, w)
         out[i, :, r0 - top:r1 - top, c0 - left:c1 - left] = logits[0, :, r0:r1, c0:c1].softmax(0)
@@ -181,7 +188,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             model.train()
             for batch in loader:
                 batch = {k: v.to(device) for k, v in batch.items()}
-                loss, _ = stage_loss(net, cfg.stage, batch, model.tnet)
+                loss, _ = stage_loss(net, cfg.stage, batch, model.tnet, cfg.flip)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -194,7 +201,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                 if on_step:
                     on_step(step, loss.item())
             if rank == 0 and (step % per_epoch == 0 or step == cfg.steps):
-                result = validate(model, cfg.stage, val)
+                result = validate(model, cfg.stage, val, cfg.flip)
                 _log(cfg.out, {"step": step, "epoch": epoch, "val": result})
     if rank == 0:
         save_pretrained(model, cfg.out)
@@ -212,13 +219,15 @@ def _initial_model(cfg: TrainConfig) -> tuple[torch.nn.Module, list[str]]:
 
 
 @torch.inference_mode()
-def validate(model: torch.nn.Module, stage: str, batches: list[dict[str, torch.Tensor]]) -> dict:
-    """Mean of ``shm.metrics.evaluate`` over validation batches (GT trimaps give the unknown band)."""
+def validate(model: torch.nn.Module, stage: str, batches: list[dict[str, torch.Tensor]],
+             flip: bool = False) -> dict:
+    """Mean of ``shm.metrics.evaluate`` over validation batches (GT trimaps give the unknown
+    band); flip as in ``stage_loss``."""
     was_training = model.training
     model.eval()
     rows = []
     for batch in batches:
-        _, alpha = stage_loss(trained_part(model, stage), stage, batch, model.tnet)
+        _, alpha = stage_loss(trained_part(model, stage), stage, batch, model.tnet, flip)
         for i in range(alpha.shape[0]):
             gt_trimap = tri.to_uint8(batch["trimap"][i].cpu().numpy())
             rows.append(metrics.evaluate(alpha[i, 0].clamp(0, 1).cpu().numpy(),
