@@ -243,6 +243,7 @@ def test_default_onnx_export_follows_a_change_of_the_shipped_config(tmp_path, mo
     config["tnet_long_side"] = before + 32
     (shipped / "config.json").write_text(json.dumps(config))
     assert load_model(backend="onnx").model.tnet_long_side == before + 32
+    assert len(list((tmp_path / "cache" / "onnx").iterdir())) == 1  # the stale export is gone
 
 
 def test_flip_is_the_default_and_makes_the_trimap_mirror_equivariant():

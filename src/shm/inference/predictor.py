@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -123,6 +124,9 @@ def load_model(weights: str | Path | None = None, backend: str = "torch", **kwar
             weights = default_cache_dir() / "onnx" / f"default-{digest}"
             if not (weights / MNET_FILE).is_file():
                 export_onnx(load_pretrained(None), weights)
+                for stale in weights.parent.glob("default-*"):  # earlier weights or formats
+                    if stale != weights:
+                        shutil.rmtree(stale, ignore_errors=True)
         return Matter(OnnxSHM(weights), **kwargs)
     raise ValueError(f"Unknown backend {backend!r}; choose torch or onnx.")
 
