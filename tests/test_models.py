@@ -64,7 +64,7 @@ def test_fast_mnet_depth_follows_its_widths():
     from shm.models.mnet import FastMNet
 
     shallow, deep = FastMNet((4, 8, 8)).eval(), FastMNet((4, 8, 8, 8)).eval()
-    assert (shallow.stride, shallow.context, deep.stride, deep.context) == (8, 48, 16, 96)
+    assert (shallow.stride, shallow.context, deep.stride, deep.context) == (8, 48, 16, 80)
     with torch.no_grad():
         assert shallow(torch.rand(1, 3, 40, 56), torch.rand(1, 3, 40, 56)).shape == (1, 1, 40, 56)
     with pytest.raises(ValueError, match="multiple of 16"):

@@ -18,7 +18,7 @@ from shm.pretrained import CONFIG_FILE
 
 TNET_FILE, MNET_FILE = "tnet.onnx", "mnet.onnx"
 MNET_CROP = "onnx_mnet_crop"  # config.json key: the margin mnet.onnx drops
-EXPORT_FORMAT = 2  # raised whenever the graphs' inputs or outputs change
+EXPORT_FORMAT = 3  # raised whenever the graphs' inputs, outputs or crop change
 
 
 def export_onnx(model: nn.Module, folder: str | Path, opset: int = 17,
@@ -87,7 +87,8 @@ class OnnxSHM:
         self._mnet = ort.InferenceSession(str(folder / MNET_FILE), opts, providers=providers)
         self.tnet_long_side = config["tnet_long_side"]
         mnet = ModelConfig.from_dict(config).mnet
-        self.mnet_context = MNETS[mnet.kind].context_for(mnet.widths)
+        # the M-Net's context, or the exported crop where that is larger (an older export)
+        self.mnet_context = max(MNETS[mnet.kind].context_for(mnet.widths), self.mnet_crop)
 
     def eval(self) -> OnnxSHM:
         return self

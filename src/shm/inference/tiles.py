@@ -4,8 +4,9 @@ The image is split into square cells of ``tile`` pixels. The M-Net runs on a cel
 unknown probability there exceeds ``eps``, on a window of the cell plus ``margin`` pixels of
 context on every side; only the cell's centre is kept. Elsewhere U_s < eps, and alpha_r is taken
 as F_s / (F_s + B_s), so alpha there is within eps * |alpha_r - that| of the full result.
-The margin covers the M-Net's whole receptive field (``context``), so every cell it runs on
-equals a whole-image pass up to float rounding. Where the cells are dense, one window around
+The margin covers everything the M-Net's output over a cell depends on (``context``; cells
+and margins are multiples of 16, so cells sit on the M-Net's stride grid), so every cell it
+runs on equals a whole-image pass up to float rounding. Where the cells are dense, one window around
 a block of them costs fewer pixels than a window per cell and is used instead. Either way
 the cost grows with the length of the outline, not with the image's area.
 """
@@ -27,7 +28,7 @@ from shm.trimap import BACKGROUND, FOREGROUND, UNKNOWN
 @dataclass(frozen=True)
 class TileConfig:
     tile: int = 96     # cell size, a multiple of 16
-    margin: int = 96   # context on each side, a multiple of 16; exact if >= the M-Net's context
+    margin: int = 80   # context on each side, a multiple of 16; exact if >= the M-Net's context
     # Cells whose max U_s is below eps skip the M-Net. The shipped M-Net, trained on the T-Net's
     # own trimaps, scores the same val SAD at eps 0.05, 0.2 and 0.5; 0.5 skips the most cells.
     eps: float = 0.5

@@ -14,14 +14,17 @@ from shm.models.layers import ConvBNReLU, Normalize
 class _MNetBase(nn.Module):
     """Splits the 6-channel input and normalises the RGB part.
 
-    ``context``: receptive radius in pixels, rounded up to a multiple of 16: an output pixel
-    depends on inputs at most this far away, so tiles with this margin are exact.
+    ``context``: the smallest multiple of 16 such that the output over any cell aligned to the
+    stride-16 grid depends only on inputs at most this far outside the cell, so tiles with
+    this margin are exact (tiles and margins are multiples of 16). An output pixel's own reach
+    depends on its position in the grid and is larger for some (89 px for FastMNet, against
+    a context of 80); each is measured in ``tests/test_inference.py``.
     Every M-Net's ``forward`` takes ``crop``: pixels dropped from each side of alpha_r, for
     tiles whose margin is thrown away (even, less than half the smaller side).
     """
 
     stride = 16
-    context = 96
+    context = 80
 
     def __init__(self) -> None:
         super().__init__()
@@ -96,12 +99,12 @@ class FastMNet(_MNetBase):
     of ``stride``. Fewer levels halve the receptive field, so tiles need half the margin.
     With ``crop``, each decoder level computes only the region the kept output depends on
     (plus a 1-pixel halo for each upsampling), with the same values as the uncropped pass:
-    a tile with a 96-px margin around a 96-px cell skips about 87% of the half-resolution
+    a tile with an 80-px margin around a 96-px cell skips about 84% of the half-resolution
     decoder.
     """
 
-    # levels -> receptive radius in pixels, rounded up to 16 (41 and 89 measured)
-    _context: ClassVar[dict[int, int]] = {3: 48, 4: 96}
+    # levels -> context (aligned reach measured: 36 and 76 px)
+    _context: ClassVar[dict[int, int]] = {3: 48, 4: 80}
 
     @classmethod
     def context_for(cls, widths: tuple[int, ...]) -> int:
