@@ -1,8 +1,11 @@
 """Latency and peak memory per photo size, torch vs onnx backends, against the peers.
 
-Each (method, size) runs in its own process so that peak RSS is its own. Photos are the
-public-domain astronaut scaled to each size. Writes bench/results/speed.json and speed.md.
-Usage: python bench/speed.py [--sizes 0.5 1 2 4 12 24] [--repeats 3]
+Each (method, size) runs in its own process so that peak RSS is its own. The whole grid runs
+``--rounds`` times, one round after the other, so that a slow spell of the machine hits every
+method alike; a cell's time is the median over rounds of each round's median of ``--repeats``,
+its peak RSS the largest. Photos are the public-domain astronaut scaled to each size. Writes
+bench/results/speed.json and speed.md.
+Usage: python bench/speed.py [--sizes 0.5 1 2 4 12 24] [--repeats 3] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -62,22 +65,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=float, nargs="+", default=[0.5, 1, 1.7, 2, 4, 12, 24])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--one", nargs=2, metavar=("METHOD", "MP"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(measure(args.one[0], float(args.one[1]), args.repeats)))
         return
+    runs: dict[tuple[float, str], list[dict]] = {}
+    for _ in range(args.rounds):
+        for mp in args.sizes:
+            for method in args.methods:
+                res = subprocess.run([sys.executable, __file__, "--one", method, str(mp),
+                                      "--repeats", str(args.repeats)], capture_output=True, text=True)
+                run = ({"error": res.stderr.strip()[-300:]} if res.returncode else
+                       json.loads(res.stdout.strip().splitlines()[-1]))
+                runs.setdefault((mp, method), []).append(run)
+                print(mp, method, run, file=sys.stderr)
     table: dict[str, dict[str, dict]] = {}
-    for mp in args.sizes:
-        for method in args.methods:
-            res = subprocess.run([sys.executable, __file__, "--one", method, str(mp),
-                                  "--repeats", str(args.repeats)], capture_output=True, text=True)
-            if res.returncode:
-                table.setdefault(str(mp), {})[method] = {"error": res.stderr.strip()[-300:]}
-            else:
-                table.setdefault(str(mp), {})[method] = json.loads(res.stdout.strip().splitlines()[-1])
-            print(mp, method, table[str(mp)][method], file=sys.stderr)
+    for (mp, method), results in runs.items():
+        failed = [r for r in results if "error" in r]
+        table.setdefault(str(mp), {})[method] = failed[0] if failed else {
+            "seconds": float(np.median([r["seconds"] for r in results])),
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in results),
+            "seconds_per_round": [r["seconds"] for r in results]}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "speed.json").write_text(json.dumps(table, indent=2))
     md = markdown(table, args.methods)

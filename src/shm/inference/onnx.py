@@ -82,6 +82,9 @@ class OnnxSHM:
         self.mnet_crop = config[MNET_CROP]
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
+        # no busy-waiting after a run: torch work runs between the two graphs, and idle
+        # spinning threads would take the cores from it (and from the caller)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         self._tnet = ort.InferenceSession(str(folder / TNET_FILE), opts, providers=providers)
         self._mnet = ort.InferenceSession(str(folder / MNET_FILE), opts, providers=providers)
