@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from shm.config import ModelConfig
+from shm.models.layers import crop_border
 from shm.models.mnet import MNETS
 from shm.models.shm import flip_averaged, tnet_at_reduced_size
 from shm.pretrained import CONFIG_FILE
@@ -111,9 +112,7 @@ class OnnxSHM:
                              f"with a margin of at least {self.mnet_crop}, or export again with "
                              "a smaller one.")
         feeds = {"image": _np(image), "trimap_probs": _np(trimap_probs)}
-        out = torch.from_numpy(self._mnet.run(None, feeds)[0])
-        extra = crop - self.mnet_crop
-        return out[..., extra:out.shape[-2] - extra, extra:out.shape[-1] - extra]
+        return crop_border(torch.from_numpy(self._mnet.run(None, feeds)[0]), crop - self.mnet_crop)
 
 
 def _np(x: torch.Tensor) -> np.ndarray:

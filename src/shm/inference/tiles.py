@@ -6,9 +6,9 @@ context on every side; only the cell's centre is kept. Elsewhere U_s < eps, and 
 as F_s / (F_s + B_s), so alpha there is within eps * |alpha_r - that| of the full result.
 The margin covers everything the M-Net's output over a cell depends on (``context``; cells
 and margins are multiples of 16, so cells sit on the M-Net's stride grid), so every cell it
-runs on equals a whole-image pass up to float rounding. Where the cells are dense, one window around
-a block of them costs fewer pixels than a window per cell and is used instead. Either way
-the cost grows with the length of the outline, not with the image's area.
+runs on equals a whole-image pass up to float rounding. Where the cells are dense, one window
+around a block of them costs fewer pixels than a window per cell and is used instead. Either
+way the cost grows with the length of the outline, not with the image's area.
 """
 
 from __future__ import annotations

@@ -31,3 +31,9 @@ class Normalize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
+
+
+def crop_border(x: torch.Tensor, pixels: int) -> torch.Tensor:
+    """(..., H, W) -> (..., H - 2 pixels, W - 2 pixels): ``pixels`` rows and columns dropped on
+    each side. Negative slice ends, so ONNX exports keep dynamic sizes."""
+    return x[..., pixels:-pixels, pixels:-pixels] if pixels else x

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shm.models.layers import ConvBNReLU, Normalize
+from shm.models.layers import ConvBNReLU, Normalize, crop_border
 
 
 class _MNetBase(nn.Module):
@@ -85,7 +85,7 @@ class LightMNet(_MNetBase):
         d = self.dec2(torch.cat([_up2(d), e2], 1))
         d = self.dec1(torch.cat([_up2(d), e1], 1))
         d = self.dec0(torch.cat([_up2(d), e0, x], 1))
-        return torch.sigmoid(_crop(d, crop))
+        return torch.sigmoid(crop_border(d, crop))
 
 
 class FastMNet(_MNetBase):
@@ -128,8 +128,8 @@ class FastMNet(_MNetBase):
 
     def forward(self, image: torch.Tensor, trimap_probs: torch.Tensor,
                 crop: int = 0) -> torch.Tensor:
-        x = F.pixel_unshuffle(self._prepare(image, trimap_probs), 2)
         self._check_crop(crop, image)
+        x = F.pixel_unshuffle(self._prepare(image, trimap_probs), 2)
         skips = [self.enc0(x)]
         for i in range(1, self.levels):
             skips.append(getattr(self, f"enc{i}")(skips[-1]))
@@ -140,16 +140,16 @@ class FastMNet(_MNetBase):
         """Decoder output at ``level`` (0: half resolution) with ``crop`` pixels of that level
         dropped from each side, computed from the smallest input region that determines it."""
         if level == self.levels - 1:
-            return _crop(skips[level], crop)
+            return crop_border(skips[level], crop)
         slack = crop - (2 if level == 0 else 1)  # each 3x3 convolution widens the region by 1
         if slack >= 2:  # crop the coarser level too; upsampling spoils 2 px at each border
             below = (slack - 2) // 2
-            up, used = _crop(_up2(self._decode(x, skips, level + 1, below)), 2), 2 * below + 2
+            up, used = crop_border(_up2(self._decode(x, skips, level + 1, below)), 2), 2 * below + 2
         else:
             used = max(slack, 0)
-            up = _crop(_up2(self._decode(x, skips, level + 1, 0)), used)
-        parts = [up, _crop(skips[level], used)] + ([_crop(x, used)] if level == 0 else [])
-        return _crop(getattr(self, f"dec{level}")(torch.cat(parts, 1)), crop - used)
+            up = crop_border(_up2(self._decode(x, skips, level + 1, 0)), used)
+        parts = [up, crop_border(skips[level], used)] + ([crop_border(x, used)] if level == 0 else [])
+        return crop_border(getattr(self, f"dec{level}")(torch.cat(parts, 1)), crop - used)
 
 
 class VGGMNet(_MNetBase):
@@ -192,13 +192,7 @@ class VGGMNet(_MNetBase):
         for i, conv in enumerate(self.decoder[:-1]):
             x = conv(x)
             x = self.unpool(x, indices[-1 - i], output_size=sizes[-1 - i])
-        return torch.sigmoid(_crop(self.head(self.decoder[-1](x)), crop))
-
-
-def _crop(x: torch.Tensor, pixels: int) -> torch.Tensor:
-    """x without ``pixels`` rows and columns on each side (negative ends: exports to ONNX
-    with dynamic sizes)."""
-    return x[..., pixels:-pixels, pixels:-pixels] if pixels else x
+        return torch.sigmoid(crop_border(self.head(self.decoder[-1](x)), crop))
 
 
 def _up2(x: torch.Tensor) -> torch.Tensor:
