@@ -22,9 +22,11 @@ def load_image(source: str | Path | bytes | Image.Image | np.ndarray,
     """Load a photo as an (H, W, 3) uint8 RGB array.
 
     source: a path, encoded bytes, a PIL image or an (H, W, 3) uint8 array. EXIF orientation is
-    applied; grayscale, CMYK, palette, 16-bit and RGBA images are converted (transparency is
-    flattened onto white). Raises ImageError for non-images, truncated files, unsupported formats
-    and images over ``max_pixels``.
+    applied; grayscale, CMYK, palette, 16-bit, 32-bit, float and RGBA images are converted
+    (integers and floats by the range of their type: 0..65535 for 16-bit, 0..1 for float;
+    transparency is flattened onto white). Raises ImageError, and nothing else, for non-images,
+    truncated or corrupt files, unsupported formats, empty images, images over ``max_pixels``
+    and headers claiming more than Pillow's decompression-bomb limit (about 179 MP).
     """
     if isinstance(source, np.ndarray):
         if source.ndim != 3 or source.shape[2] != 3 or source.dtype != np.uint8:
@@ -43,36 +45,68 @@ def load_image(source: str | Path | bytes | Image.Image | np.ndarray,
             data = Path(source).read_bytes()
         else:
             data = bytes(source)
-        try:
-            img = Image.open(io.BytesIO(data))
-        except (UnidentifiedImageError, OSError) as err:
-            raise ImageError(f"{name} is not an image Pillow can read; use JPEG, PNG, WebP, "
-                             "TIFF or BMP.") from err
+        img = _open(data, name)
         if img.format not in FORMATS:
             raise ImageError(f"{name} is a {img.format} file; use JPEG, PNG, WebP, TIFF or BMP.")
     _check_pixels(img.width, img.height, max_pixels)
     try:
         img.load()
-        img = ImageOps.exif_transpose(img)
-        return _to_rgb(img)
-    except (OSError, SyntaxError, ValueError) as err:
+        return _to_rgb(ImageOps.exif_transpose(img), _white(img))  # the copy has no TIFF tags
+    except MemoryError:
+        raise
+    except Exception as err:  # see _open: hostile files raise many types
+        raise ImageError(f"{name} is truncated or corrupt; re-export or re-download it.") from err
+
+
+def _open(data: bytes, name: str) -> Image.Image:
+    """Read the header only. Pillow's parsers raise many exception types on damaged or hostile
+    files (OSError, ValueError for an oversized iCCP or zTXt chunk or a truncated IHDR,
+    SyntaxError, struct.error, IndexError, ...); every one of them means the file is unusable."""
+    try:
+        return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"{name} claims more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} MP, "
+                         "which looks like a decompression bomb; downscale it if it is a real "
+                         "photo.") from err
+    except UnidentifiedImageError as err:
+        raise ImageError(f"{name} is not an image Pillow can read; use JPEG, PNG, WebP, "
+                         "TIFF or BMP.") from err
+    except MemoryError:
+        raise
+    except Exception as err:
         raise ImageError(f"{name} is truncated or corrupt; re-export or re-download it.") from err
 
 
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width < 1 or height < 1:
+        raise ImageError(f"The image is {width}x{height} pixels, which is empty; give a photo "
+                         "at least 1 pixel wide and high.")
     if width * height > max_pixels:
         raise ImageError(f"The image has {width * height / 1e6:.1f} MP, over the limit of "
                          f"{max_pixels / 1e6:.0f} MP; downscale it or raise the pixel limit.")
 
 
-def _to_rgb(img: Image.Image) -> np.ndarray:
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        scale = 65535.0 if arr.max() > 255 else 255.0
-        grey = np.clip(arr / scale * 255 + 0.5, 0, 255).astype(np.uint8)
+def _to_rgb(img: Image.Image, white_level: float) -> np.ndarray:
+    if img.mode.startswith("I") or img.mode == "F":
+        grey = np.asarray(img, dtype=np.float64) / white_level
+        grey = (np.clip(grey, 0, 1) * 255 + 0.5).astype(np.uint8)
         return np.repeat(grey[..., None], 3, axis=2)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
     return np.asarray(img.convert("RGB"))
+
+
+def _white(img: Image.Image) -> float:
+    """The value that means white, by the range of the image's type, not its content: 1.0 for
+    float, 65535 for 16-bit, 2**31 - 1 for signed 32-bit, 255 for the 8-bit modes."""
+    if img.mode == "F":
+        return 1.0
+    if img.mode.startswith("I;16"):
+        return 65535.0
+    if img.mode != "I":
+        return 255.0
+    tags = getattr(img, "tag_v2", {})  # mode I: TIFF gives bits and signedness, PNG is 16-bit
+    bits, signed = tags.get(258, (16,))[0], tags.get(339, (1,))[0] == 2
+    return 2.0 ** (bits - signed) - 1
