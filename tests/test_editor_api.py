@@ -23,7 +23,7 @@ def _photo(h=96, w=80, fmt="PNG") -> bytes:
 def client(tiny_weights, tmp_path):
     matter = load_model(tiny_weights, tiles=TileConfig(tile=32, margin=16), max_pixels=200_000)
     app = create_app(matter, data_dir=tmp_path / "store", max_upload_mb=0.5)
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -103,7 +103,7 @@ def test_session_survives_a_restart(client, tiny_weights, tmp_path):
     client.post(f"/api/v1/sessions/{sid}/undo")
     before = _alpha(client, sid)
     matter = load_model(tiny_weights, tiles=TileConfig(tile=32, margin=16))
-    with TestClient(create_app(matter, data_dir=tmp_path / "store")) as fresh:
+    with TestClient(create_app(matter, data_dir=tmp_path / "store"), base_url="http://127.0.0.1") as fresh:
         assert np.array_equal(_alpha(fresh, sid), before)
         info = fresh.get(f"/api/v1/sessions/{sid}").json()
         assert info["version"] == 1 and info["can_redo"] and info["name"] == "holiday_photo"

@@ -7,35 +7,63 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Literal
 
+import numpy as np
 from fastapi import FastAPI, File, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shm.editor.session import EditError, EditSession
+from shm.editor.guard import Guard
+from shm.editor.session import MAX_COORD, EditError, EditSession
 from shm.editor.store import SessionStore, UnknownSession
-from shm.inference.images import DEFAULT_MAX_PIXELS, ImageError
+from shm.inference.images import DEFAULT_MAX_PIXELS, ImageError, load_image
 from shm.inference.outputs import render
 from shm.inference.predictor import Matter
 
 STATIC = Path(__file__).parent / "static"
 GONE = "No such session; it may have expired, so upload the photo again."
-Point = Annotated[list[float], Field(min_length=2, max_length=2)]
+Coord = Annotated[float, Field(ge=-MAX_COORD, le=MAX_COORD, allow_inf_nan=False)]
+Point = Annotated[list[Coord], Field(min_length=2, max_length=2)]
+log = logging.getLogger(__name__)
 
 
 def unusable(err: ImageError) -> HTTPException:
     """415 for files that are not a supported image, 422 for truncated or oversized ones."""
     unsupported = "not an image" in str(err) or "file; use" in str(err)
     return HTTPException(415 if unsupported else 422, str(err))
+
+
+def decode(data: bytes, max_pixels: int) -> np.ndarray:
+    """``load_image`` for the server: any failure to decode an upload is the upload's fault, so
+    it becomes an HTTPException (4xx), never a 500."""
+    try:
+        return load_image(data, max_pixels)
+    except ImageError as err:
+        raise unusable(err) from None
+    except MemoryError:
+        raise HTTPException(413, "The image is too large to decode; send a smaller one.") from None
+    except Exception as err:  # a decoder error the loader does not know yet
+        log.warning("upload not decodable: %r", err)
+        raise HTTPException(422, "The file is truncated or corrupt; re-export or re-download it."
+                            ) from None
+
+
+def encode_png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
 
 
 class Stroke(BaseModel):
@@ -63,32 +91,52 @@ class Edited(BaseModel):
 def create_app(matter: Matter | None = None, weights: str | Path | None = None,
                data_dir: str | Path = "shm-data", max_upload_mb: float = 25,
                max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 2,
-               max_pending: int = 16) -> FastAPI:
+               max_pending: int = 16, max_json_kb: float = 1024, history_mb: float = 256,
+               server_history_mb: float = 512, session_hours: float = 24,
+               allowed_hosts: Iterable[str] = ()) -> FastAPI:
     """The editor app. matter: a loaded model (default: load ``weights``, or the shipped model,
     at startup). Inference runs in a pool of ``workers`` threads; beyond ``max_pending`` queued
-    jobs, requests get 503."""
+    jobs, requests get 503. Limits: uploads of ``max_upload_mb`` and ``max_pixels``, other
+    bodies of ``max_json_kb``; each session's undo history within ``history_mb``, all of them
+    within ``server_history_mb`` (split over the 4 sessions kept in memory); sessions expire
+    ``session_hours`` after their last use. Requests must name this machine (localhost,
+    127.0.0.1, [::1]) or one of ``allowed_hosts`` as Host and, if they carry one, as Origin."""
     state: dict = {}
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shm-infer")
     pending = threading.BoundedSemaphore(max_pending)
     max_bytes = int(max_upload_mb * 1024 * 1024)
+    too_large = f"The upload is over {max_upload_mb:g} MB; send a smaller file."
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         from shm.inference.predictor import load_model
 
-        loaded = matter or await asyncio.get_running_loop().run_in_executor(
+        loop = asyncio.get_running_loop()
+        loaded = matter or await loop.run_in_executor(
             pool, lambda: load_model(weights, max_pixels=max_pixels))
-        state["store"] = SessionStore(loaded, data_dir)
+        state["store"] = SessionStore(loaded, data_dir, ttl=session_hours * 3600,
+                                      history_bytes=int(history_mb * 1024**2),
+                                      server_history_bytes=int(server_history_mb * 1024**2))
         state["matter"] = loaded
         yield
+        await loop.run_in_executor(pool, state["store"].close)
         pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="shm editor", version="1", lifespan=lifespan,
                   description="Automatic human matting with trimap-constraint editing.")
+    app.add_middleware(Guard, hosts=frozenset(allowed_hosts), upload_bytes=max_bytes,
+                       json_bytes=int(max_json_kb * 1024), upload_message=too_large)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code,
+                            headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def server_error(_: Request, exc: Exception) -> JSONResponse:
+        log.error("request failed", exc_info=exc)
+        return JSONResponse({"error": "Internal error; the server log has the details."},
+                            status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -99,7 +147,8 @@ def create_app(matter: Matter | None = None, weights: str | Path | None = None,
 
     async def run(fn, *args):
         if not pending.acquire(blocking=False):
-            raise HTTPException(503, "The server is busy; try again in a moment.")
+            raise HTTPException(503, "The server is busy; try again in a moment.",
+                                headers={"Retry-After": "1"})
         try:
             return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
         finally:
@@ -108,15 +157,15 @@ def create_app(matter: Matter | None = None, weights: str | Path | None = None,
     async def read_upload(image: UploadFile) -> bytes:
         data = await image.read(max_bytes + 1)
         if len(data) > max_bytes:
-            raise HTTPException(413, f"The upload is over {max_upload_mb:g} MB; "
-                                     "send a smaller file.")
+            raise HTTPException(413, too_large)
         if not data:
             raise HTTPException(400, "The upload is empty; choose a JPEG, PNG or WebP photo.")
         return data
 
     def store() -> SessionStore:
         if "store" not in state:
-            raise HTTPException(503, "The model is still loading; try again in a moment.")
+            raise HTTPException(503, "The model is still loading; try again in a moment.",
+                                headers={"Retry-After": "5"})
         return state["store"]
 
     def edit(sid: str, action) -> dict:
@@ -133,20 +182,20 @@ def create_app(matter: Matter | None = None, weights: str | Path | None = None,
             raise HTTPException(409 if "Nothing to" in str(e) else 422, str(e)) from None
         return {"version": session.version, "ms": round((time.perf_counter() - start) * 1000, 1)}
 
-    def session_or_404(sid: str) -> EditSession:
+    def view(sid: str, picture) -> bytes:
+        """PNG of ``picture(session)``, a PIL image (worker thread: the encode is CPU work)."""
         try:
             with store().lock(sid):
-                return store().get(sid)
+                image = picture(store().get(sid))
         except UnknownSession:
             raise HTTPException(404, GONE) from None
+        return encode_png(image)
 
-    def png(image: Image.Image, name: str | None = None) -> Response:
-        buf = io.BytesIO()
-        image.save(buf, "PNG")
+    def png(data: bytes, name: str | None = None) -> Response:
         headers = {"Cache-Control": "no-store"}
         if name:
             headers["Content-Disposition"] = f'attachment; filename="{name}"'
-        return Response(buf.getvalue(), media_type="image/png", headers=headers)
+        return Response(data, media_type="image/png", headers=headers)
 
     @app.get("/healthz")
     async def healthz() -> dict:
@@ -157,10 +206,8 @@ def create_app(matter: Matter | None = None, weights: str | Path | None = None,
     @app.post("/api/v1/sessions", status_code=201, response_model=Created)
     async def create_session(image: UploadFile = File(...)) -> dict:
         data = await read_upload(image)
-        try:
-            sid, session = await run(store().create, data, image.filename)
-        except ImageError as e:
-            raise unusable(e) from None
+        rgb = await run(decode, data, store().matter.max_pixels)
+        sid, session = await run(store().create, rgb, image.filename)
         return {"id": sid, "width": session.width, "height": session.height}
 
     @app.get("/api/v1/sessions/{sid}")
@@ -194,38 +241,36 @@ def create_app(matter: Matter | None = None, weights: str | Path | None = None,
         return await run(edit, sid, EditSession.reset)
 
     def download_name(sid: str, suffix: str) -> str:
-        return f"{store().meta(sid)['name']}-{suffix}"
+        try:
+            return f"{store().meta(sid)['name']}-{suffix}"
+        except UnknownSession:
+            raise HTTPException(404, GONE) from None
 
     @app.get("/api/v1/sessions/{sid}/alpha.png")
     async def alpha_png(sid: str, download: bool = False) -> Response:
-        session = await run(session_or_404, sid)
-        name = download_name(sid, "alpha.png") if download else None
-        return png(Image.fromarray(session.matte().alpha_u8(), "L"), name)
+        data = await run(view, sid, lambda s: Image.fromarray(s.matte().alpha_u8(), "L"))
+        return png(data, download_name(sid, "alpha.png") if download else None)
 
     @app.get("/api/v1/sessions/{sid}/cutout.png")
     async def cutout_png(sid: str, download: bool = False) -> Response:
-        session = await run(session_or_404, sid)
-        rgba = await run(lambda: session.matte().rgba())
-        return png(rgba, download_name(sid, "cutout.png") if download else None)
+        data = await run(view, sid, lambda s: s.matte().rgba())
+        return png(data, download_name(sid, "cutout.png") if download else None)
 
     @app.get("/api/v1/sessions/{sid}/image.png")
     async def image_png(sid: str) -> Response:
-        session = await run(session_or_404, sid)
-        return png(Image.fromarray(session.image))
+        return png(await run(view, sid, lambda s: Image.fromarray(s.image)))
 
     @app.get("/api/v1/sessions/{sid}/trimap.png")
     async def trimap_png(sid: str) -> Response:
-        session = await run(session_or_404, sid)
-        return png(Image.fromarray(session.matte().trimap, "L"))
+        return png(await run(view, sid, lambda s: Image.fromarray(s.matte().trimap, "L")))
 
     @app.post("/api/v1/matte")
     async def matte(image: UploadFile = File(...), format: Literal["rgba", "alpha"] = "rgba"
                     ) -> Response:
         data = await read_upload(image)
-        try:
-            body = await run(lambda: render(state["matter"].predict(data), format))
-        except ImageError as e:
-            raise unusable(e) from None
+        matter = store().matter
+        rgb = await run(decode, data, matter.max_pixels)
+        body = await run(lambda: render(matter.predict(rgb), format))
         return Response(body, media_type="image/png")
 
     @app.get("/", include_in_schema=False)

@@ -3,11 +3,15 @@
 Every edit is a constraint on the trimap probabilities (``keep`` forces foreground, ``erase``
 background, ``refine`` unknown so the M-Net decides), followed by the same fusion as the automatic
 path, recomputed only over the tiles the edit touched. Each applied edit keeps the patches it
-replaced, so undo and redo are exact and cheap.
+replaced, so undo and redo are exact and cheap. The patches kept are bounded by a byte budget
+(``history_bytes``): past it, the oldest edits can no longer be undone. ``state()`` exports the
+canvas and history so a session can be rebuilt without running the model (``EditSession(...,
+state=...)``), however many edits it holds.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import cv2
@@ -17,8 +21,11 @@ from scipy import ndimage
 
 from shm import trimap as tri
 from shm.inference.predictor import Matte, Matter, trimap_of
+from shm.inference.tiles import TiledCanvas
 
 TOOLS = {"keep": tri.FOREGROUND, "erase": tri.BACKGROUND, "refine": tri.UNKNOWN}
+DEFAULT_HISTORY_BYTES = 256 * 1024**2
+MAX_COORD = 1e6  # |x|, |y| of stroke points in pixels; far beyond any image, far below int32 / 16
 
 
 class EditError(ValueError):
@@ -34,21 +41,33 @@ class _Patch:
     before: tuple[torch.Tensor, torch.Tensor]
     after: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in (*self.before, *(self.after or ())))
+
 
 class EditSession:
     """Editing state of one image: the tiled canvas plus an undo/redo history.
 
-    ``ops`` lists every applied edit as JSON-ready dicts; ``version`` counts the edits in effect.
+    ``ops`` lists every applied edit as JSON-ready dicts; ``version`` counts the edits in effect;
+    edits before ``base`` were dropped from the undo history to keep it within ``history_bytes``.
+    ``state``: a snapshot from ``state()`` to restore instead of running the model (ValueError if
+    it does not fit this image and tile configuration).
     """
 
-    def __init__(self, matter: Matter, image: np.ndarray) -> None:
+    def __init__(self, matter: Matter, image: np.ndarray, history_bytes: int = DEFAULT_HISTORY_BYTES,
+                 state: tuple[dict[str, torch.Tensor], dict[str, str]] | None = None) -> None:
         self.matter = matter
         self.image = image
-        self.canvas = matter.canvas(image)
-        matter.refine(self.canvas)
+        self.history_bytes = history_bytes
         self.ops: list[dict] = []
         self._patches: list[_Patch] = []
-        self.version = 0
+        self.version = self.base = 0
+        if state is None:
+            self.canvas = matter.canvas(image)
+            matter.refine(self.canvas)
+        else:
+            self._restore_state(*state)
 
     @property
     def height(self) -> int:
@@ -116,31 +135,57 @@ class EditSession:
                     tri.BACKGROUND, (top, left, bottom, right))
 
     def undo(self) -> None:
-        if self.version == 0:
-            raise EditError("Nothing to undo.")
+        if self.version == self.base:
+            raise EditError("Nothing to undo." if self.base == 0 else
+                            "Nothing to undo: older edits were dropped to bound the server's memory.")
         self.version -= 1
-        self._restore(self._patches[self.version], "before")
+        self._restore(self._patches[self.version - self.base], "before")
 
     def redo(self) -> None:
-        if self.version == len(self._patches):
+        if self.version == self.base + len(self._patches):
             raise EditError("Nothing to redo.")
-        self._restore(self._patches[self.version], "after")
+        self._restore(self._patches[self.version - self.base], "after")
         self.version += 1
 
     def reset(self) -> None:
         """Back to the automatic result; resetting can itself be undone."""
+        if self.base:
+            raise EditError("Reset is not available: older edits were dropped to bound the "
+                            "server's memory; upload the photo again to start over.")
         while self.version:
             self.undo()
 
     def replay(self, ops: list[dict], version: int) -> None:
-        """Re-apply stored ``ops`` (e.g. after a server restart), then undo down to ``version``."""
+        """Re-apply stored ``ops`` (e.g. after a server restart), then undo down to ``version``.
+        Raises EditError if the history budget no longer reaches back to ``version`` (replay
+        ``ops[:version]`` on a fresh session instead, giving up the redo steps)."""
         for op in ops:
             if op["op"] == "stroke":
                 self.stroke(op["tool"], op["size"], op["points"])
             else:
                 self.select(op["points"])
+        if version < self.base:
+            raise EditError("The undo history budget no longer reaches that version.")
         while self.version > version:
             self.undo()
+
+    def history_nbytes(self) -> int:
+        """Bytes held by the undo history (at most ``history_bytes``)."""
+        return sum(p.nbytes for p in self._patches)
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """The canvas tensors and undo history as named tensors plus string metadata (the form
+        of a safetensors file); ``EditSession(matter, image, state=...)`` restores them."""
+        tensors = {"probs": self.canvas.probs, "alpha_r": self.canvas.alpha_r}
+        boxes = []
+        for i, p in enumerate(self._patches):
+            boxes.append([p.rows.start, p.rows.stop, p.cols.start, p.cols.stop])
+            for which in ("before", "after"):
+                tensors[f"{i}.{which}.probs"], tensors[f"{i}.{which}.alpha_r"] = getattr(p, which)
+        cfg = self.canvas.cfg
+        info = {"ops": self.ops, "version": self.version, "base": self.base, "boxes": boxes,
+                "tiles": [cfg.tile, cfg.margin]}
+        return tensors, {"session": json.dumps(info)}
 
     # results ---------------------------------------------------------------------------------
     def matte(self) -> Matte:
@@ -151,8 +196,8 @@ class EditSession:
         pts = np.asarray(points, dtype=np.float64)
         if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) == 0 or len(pts) > 10_000:
             raise EditError("Points must be a list of 1 to 10000 [x, y] pairs.")
-        if not np.isfinite(pts).all():
-            raise EditError("Points must be finite numbers.")
+        if not (np.abs(pts) <= MAX_COORD).all():  # also catches NaN
+            raise EditError(f"Point coordinates must be finite numbers within +-{MAX_COORD:g}.")
         return pts
 
     def _apply(self, op: dict, mask: np.ndarray, cls: int, box: tuple[int, int, int, int]) -> None:
@@ -172,10 +217,36 @@ class EditSession:
         region[:, torch.from_numpy(np.ascontiguousarray(mask))] = value[:, None]
         self.matter.refine(cv, cells)
         patch.after = self._grab(patch.rows, patch.cols)
-        del self._patches[self.version:], self.ops[self.version:]
+        del self._patches[self.version - self.base:], self.ops[self.version:]
         self._patches.append(patch)
         self.ops.append(op)
         self.version += 1
+        self._trim()
+
+    def _trim(self) -> None:
+        """Drop the oldest undo steps while the history is over its byte budget."""
+        held = self.history_nbytes()
+        while self._patches and held > self.history_bytes:
+            held -= self._patches.pop(0).nbytes
+            self.base += 1
+
+    def _restore_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
+        info = json.loads(meta["session"])
+        cfg = self.matter.tiles
+        if info["tiles"] != [cfg.tile, cfg.margin]:
+            raise ValueError("The snapshot was made with another tile configuration.")
+        h, w = self.image.shape[:2]
+        self.canvas = TiledCanvas(self.image, lambda x: torch.zeros(1, 3, h, w), cfg)
+        for name in ("probs", "alpha_r"):
+            target = getattr(self.canvas, name)
+            if tensors[name].shape != target.shape:
+                raise ValueError("The snapshot does not fit this image.")
+            target.copy_(tensors[name])
+        for i, (r0, r1, c0, c1) in enumerate(info["boxes"]):
+            pair = [(tensors[f"{i}.{k}.probs"], tensors[f"{i}.{k}.alpha_r"]) for k in ("before", "after")]
+            self._patches.append(_Patch(slice(r0, r1), slice(c0, c1), *pair))
+        self.ops, self.version, self.base = info["ops"], info["version"], info["base"]
+        self._trim()
 
     def _grab(self, rows: slice, cols: slice) -> tuple[torch.Tensor, torch.Tensor]:
         return (self.canvas.probs[..., rows, cols].clone(), self.canvas.alpha_r[..., rows, cols].clone())

@@ -1,0 +1,108 @@
+"""The editor's front door: an ASGI middleware that checks every request before routing.
+
+1. Host: only names of this machine (localhost, 127.0.0.1, [::1]) and those the server was told
+   to answer to, so a page on another site cannot reach the API through DNS rebinding.
+2. Origin, when a browser sends one: the same names, so another site's page cannot post forms or
+   scripts to the API (cross-site request forgery).
+3. Body size: multipart uploads up to ``upload_bytes`` (plus room for the form's own headers),
+   everything else up to ``json_bytes``. Content-Length is checked before any byte is read, and
+   the bytes are counted as they arrive, so an oversized body is refused before it is spooled
+   or parsed, whatever its declared length.
+
+Refusals are JSON ``{"error": ...}``: 403 for a foreign Host or Origin, 413 for a large body.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+FORM_OVERHEAD = 64 * 1024  # multipart boundaries and part headers around the uploaded file
+
+
+def hostname(value: str) -> str | None:
+    """The lower-case host name of a Host header or an origin URL ('[::1]:8000' -> '::1')."""
+    try:
+        return urlsplit(value if "://" in value else f"//{value}").hostname
+    except ValueError:
+        return None
+
+
+class Guard:
+    """Wraps ``app``; ``hosts``: extra host names to accept besides LOCAL_HOSTS; ``too_large``:
+    the 413 message for an upload, given the limit in bytes."""
+
+    def __init__(self, app: ASGIApp, hosts: frozenset[str], upload_bytes: int, json_bytes: int,
+                 upload_message: str) -> None:
+        self.app = app
+        self.hosts = LOCAL_HOSTS | {h.lower().strip("[]") for h in hosts}
+        self.upload_bytes, self.json_bytes = upload_bytes, json_bytes
+        self.upload_message = upload_message
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        host, origin = headers.get("host", ""), headers.get("origin")
+        if hostname(host) not in self.hosts:
+            await _refuse(scope, receive, send, 403,
+                          f"This server answers to {', '.join(sorted(self.hosts))} only, not "
+                          f"Host {host[:100]!r}; open it as http://127.0.0.1:PORT or start it "
+                          "with --allow-host NAME.")
+            return
+        if origin is not None and hostname(origin) not in self.hosts:
+            await _refuse(scope, receive, send, 403,
+                          f"Requests from pages of {origin[:100]!r} are refused; use the editor "
+                          "page this server serves.")
+            return
+        upload = headers.get("content-type", "").startswith("multipart/")
+        limit = self.upload_bytes + FORM_OVERHEAD if upload else self.json_bytes
+        message = (self.upload_message if upload else
+                   f"The request body is over {self.json_bytes // 1024} KB; send fewer points.")
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            await _refuse(scope, receive, send, 413, message)
+            return
+        await self._counted(scope, receive, send, limit, message)
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send, limit: int,
+                       message: str) -> None:
+        """Run the app, ending the body early (as a disconnect) once it passes ``limit`` bytes,
+        and answer 413 in place of whatever the app made of the cut body."""
+        seen, over, started = 0, False, False
+
+        async def counted_receive() -> Message:
+            nonlocal seen, over
+            if over:
+                return {"type": "http.disconnect"}
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > limit:
+                    over = True
+                    return {"type": "http.disconnect"}
+            return msg
+
+        async def guarded_send(msg: Message) -> None:
+            nonlocal started
+            if over:
+                return  # the app's answer to a cut body; the 413 goes out instead
+            started = started or msg["type"] == "http.response.start"
+            await send(msg)
+
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception:
+            if not over:
+                raise
+        if over and not started:
+            await _refuse(scope, receive, send, 413, message)
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, error: str) -> None:
+    await JSONResponse({"error": error}, status_code=status)(scope, receive, send)
