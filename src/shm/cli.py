@@ -304,6 +304,16 @@ def serve(
     workers: int = typer.Option(2, help="Inference threads."),
     max_upload_mb: float = typer.Option(25, help="Largest accepted upload."),
     max_pixels: int = typer.Option(50_000_000, help="Largest accepted image, in pixels."),
+    max_json_kb: float = typer.Option(1024, help="Largest accepted JSON body (strokes)."),
+    history_mb: float = typer.Option(256, help="Undo history kept per session; older steps "
+                                     "are dropped."),
+    server_history_mb: float = typer.Option(512, help="Undo history kept by all sessions "
+                                            "in memory together."),
+    session_hours: float = typer.Option(24, help="Sessions are removed this long after "
+                                        "their last use."),
+    allow_host: list[str] = typer.Option([], metavar="NAME", help="Another host name the "
+                                         "server answers to (besides localhost, 127.0.0.1, "
+                                         "[::1] and --host); repeat for more."),
 ) -> None:
     """Start the interactive editor in the browser (http://HOST:PORT)."""
     import uvicorn
@@ -313,7 +323,10 @@ def serve(
 
     matter = _load(weights, max_pixels=max_pixels)
     app_ = create_app(matter, data_dir=data_dir or default_cache_dir() / "editor",
-                      max_upload_mb=max_upload_mb, max_pixels=max_pixels, workers=workers)
+                      max_upload_mb=max_upload_mb, max_pixels=max_pixels, workers=workers,
+                      max_json_kb=max_json_kb, history_mb=history_mb,
+                      server_history_mb=server_history_mb, session_hours=session_hours,
+                      allowed_hosts=[*allow_host, host])
     err.print(f"shm editor on http://{host}:{port}  (Ctrl+C stops it)", highlight=False)
     try:
         uvicorn.run(app_, host=host, port=port, log_level="warning")
