@@ -1,13 +1,15 @@
-"""Seeded mutations of small valid JPEG, PNG, WebP and TIFF files, for fuzzing image readers.
+"""Hostile image files for tests: decompression bombs, and seeded mutations of small valid
+JPEG, PNG, WebP and TIFF files for fuzzing image readers.
 
-Used by tests/test_fuzz.py (a short run) and bench/fuzz_images.py (a long one). PNG mutants get
-their chunk CRCs recomputed half of the time, so the mutation reaches the chunk parsers instead
-of stopping at the checksum.
+The mutations serve tests/test_fuzz.py (a short run) and bench/fuzz_images.py (a long one).
+PNG mutants get their chunk CRCs recomputed half of the time, so the mutation reaches the chunk
+parsers instead of stopping at the checksum.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import random
 import struct
 import zlib
@@ -23,6 +25,22 @@ INTERESTING = (b"\x00", b"\xff", b"\x7f", b"\x80", b"\x00\x00", b"\xff\xff", b"\
 def png_chunk(kind: bytes, body: bytes) -> bytes:
     """One PNG chunk: length, type, body, CRC."""
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def zero_png(width: int, height: int, extra: bytes = b"") -> bytes:
+    """An 8-bit grey PNG of zeros. Its pixel data is one deflated run of rows repeated (a full
+    flush ends it, so copies chain), then the checksum: 30000x30000 is 875 KB, made in 1 s."""
+    rows = math.gcd(height, 1000)
+    block = b"\x00" * ((1 + width) * rows)  # a filter byte, then the pixels, per row
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    once = packer.compress(block) + packer.flush(zlib.Z_FULL_FLUSH)
+    checksum = 1
+    for _ in range(height // rows):
+        checksum = zlib.adler32(block, checksum)
+    body = b"\x78\xda" + once * (height // rows) + packer.flush() + checksum.to_bytes(4, "big")
+    header = png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+    return (b"\x89PNG\r\n\x1a\n" + header + extra + png_chunk(b"IDAT", body)
+            + png_chunk(b"IEND", b""))
 
 
 def seed_files() -> list[tuple[str, bytes]]:

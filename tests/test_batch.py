@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shm.batch import MANIFEST, SUMMARY, run_batch
+from shm.batch import MANIFEST, SUMMARY, Job, Worker, run_batch
+from tests.fuzz import zero_png
 
 
 @pytest.fixture
@@ -33,8 +34,8 @@ def test_local_batch_writes_outputs_manifest_and_summary(photos, tmp_path, tiny_
     assert Image.open(out / "sub" / "p1.png").mode == "L"
     assert json.loads((out / SUMMARY).read_text())["done"] == 5
     again = run_batch(photos, out, "alpha", workers=1, weights=tiny_weights)
-    assert (again.done, again.skipped, again.failed) == (0, 6, 0)
-    assert "broken.jpg" in again.failures  # still listed
+    assert (again.done, again.skipped, again.failed, again.failed_before) == (0, 5, 1, 1)
+    assert list(again.failures) == ["broken.jpg"]  # still listed, and counted
     (photos / "broken.jpg").unlink()
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(photos / "broken.jpg", "JPEG")
     retried = run_batch(photos, out, "alpha", workers=1, weights=tiny_weights)
@@ -45,6 +46,53 @@ def test_retry_failed(photos, tmp_path, tiny_weights):
     out = tmp_path / "out"
     run_batch(photos, out, "rgba", weights=tiny_weights)
     assert run_batch(photos, out, "rgba", retry_failed=True, weights=tiny_weights).failed == 1
+
+
+def test_same_stem_inputs_get_distinct_outputs_and_the_output_folder_is_not_read(
+        tmp_path, tiny_weights):
+    src = tmp_path / "in"
+    out = src / "out"  # inside the input folder
+    src.mkdir()
+    rng = np.random.default_rng(2)
+    for name, size in (("a.jpg", (30, 20)), ("a.png", (40, 24)), ("b.png", (16, 16))):
+        Image.fromarray(rng.integers(0, 255, (*size, 3), np.uint8)).save(src / name)
+    summary = run_batch(src, out, "alpha", weights=tiny_weights)
+    assert (summary.done, summary.failed) == (3, 0)
+    assert Image.open(out / "a.jpg.png").size == (20, 30)
+    assert Image.open(out / "a.png.png").size == (24, 40)
+    assert Image.open(out / "b.png").size == (16, 16)  # no clash: the usual name
+    again = run_batch(src, out, "alpha", weights=tiny_weights)
+    assert (again.total, again.skipped) == (3, 3)
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".png") == [
+        "a.jpg.png", "a.png.png", "b.png"]
+    with pytest.raises(ValueError, match="output folder is the input folder"):
+        run_batch(src, src, "alpha", weights=tiny_weights)
+
+
+def test_decompression_bomb_is_recorded_and_reruns_go_on(photos, tmp_path, tiny_weights):
+    (photos / "bomb.png").write_bytes(zero_png(30000, 30000))
+    out = tmp_path / "out"
+    summary = run_batch(photos, out, "alpha", weights=tiny_weights)
+    assert (summary.done, summary.failed) == (5, 2)
+    assert "decompression bomb" in summary.failures["bomb.png"]
+    with sqlite3.connect(out / MANIFEST) as db:
+        assert db.execute("SELECT status FROM items WHERE rel='bomb.png'").fetchone() == ("failed",)
+    again = run_batch(photos, out, "alpha", weights=tiny_weights)
+    assert (again.skipped, again.failed, again.failed_before) == (5, 2, 2)
+    retried = run_batch(photos, out, "alpha", retry_failed=True, weights=tiny_weights)
+    assert (retried.done, retried.failed, retried.failed_before) == (0, 2, 0)
+    assert sorted(retried.failures) == ["bomb.png", "broken.jpg"]
+
+
+def test_worker_records_any_error_of_one_input(photos, tiny_weights):
+    worker = Worker(str(tiny_weights), "alpha", None)
+
+    def explode(source):
+        raise RuntimeError("out of memory")
+
+    worker.model.predict = explode
+    job = Job("p0.png", str(photos / "p0.png"), str(photos / "never.png"), "0")
+    assert worker(job) == (job, "RuntimeError: out of memory")
 
 
 def test_bad_arguments(photos, tmp_path):

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from shm import metrics
 from shm.cli import app
 from tests.conftest import SHARED
+from tests.fuzz import zero_png
 
 runner = CliRunner()
 REF = SHARED / "metrics-reference"
@@ -65,6 +66,44 @@ def test_one_bad_file_does_not_stop_the_others(photos, tmp_path, tiny_weights):
     assert "2 written" in res.output and "2 failed" in res.output
     assert "broken.jpg" in res.output and "missing" in res.output
     assert (out / "a.png").is_file() and not list(out.glob("*.tmp"))
+
+
+def test_cutout_keeps_same_stem_inputs_apart_and_skips_its_output_folder(photos, tiny_weights):
+    Image.fromarray(np.zeros((30, 20, 3), np.uint8)).save(photos / "a.png")  # beside a.jpg
+    (photos / "bomb.png").write_bytes(zero_png(30000, 30000))
+    out = photos / "cut"
+    args = ["cutout", str(photos), "-o", str(out), "--weights", str(tiny_weights), "--overwrite"]
+    for _ in range(2):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 1 and "3 written" in res.output and "1 failed" in res.output
+        assert "bomb.png" in res.output and "decompression bomb" in res.output
+        assert "Traceback" not in res.output
+    assert Image.open(out / "a.jpg.png").size == (40, 48)
+    assert Image.open(out / "a.png.png").size == (20, 30)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [
+        "a.jpg.png", "a.png.png", "sub/b.png"]  # the second run did not cut out the cutouts
+
+
+def test_cutout_refuses_two_inputs_for_one_output(photos, tmp_path, tiny_weights):
+    (tmp_path / "other").mkdir()
+    twin = tmp_path / "other" / "a.jpg"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(twin)
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["cutout", str(photos / "a.jpg"), str(twin), str(photos / "a.jpg"),
+                              "-o", str(out), "--weights", str(tiny_weights)])
+    assert res.exit_code == 1 and "1 written" in res.output and "1 failed" in res.output
+    assert f"is the cutout of {photos / 'a.jpg'} already" in res.output
+    assert Image.open(out / "a.png").size == (40, 48)  # the first input's, not overwritten
+
+
+def test_batch_rerun_counts_the_failures_it_lists(photos, tmp_path, tiny_weights):
+    (photos / "broken.jpg").write_text("not a photo")
+    args = ["batch", str(photos), str(tmp_path / "out"), "--weights", str(tiny_weights)]
+    assert "2 done" in runner.invoke(app, args).output
+    res = runner.invoke(app, args)
+    assert res.exit_code == 1
+    assert "2 skipped as finished before, 1 failed (1 in an earlier run" in res.output
+    assert "failed: broken.jpg" in res.output
 
 
 def test_cutout_rejects_unknown_format_and_background(photos, tiny_weights):

@@ -1,7 +1,6 @@
 """Hostile and unusual inputs to the image loader: bombs, oversized chunks, empty and float images."""
 
 import io
-import math
 import struct
 import zlib
 
@@ -10,7 +9,7 @@ import pytest
 from PIL import Image
 
 from shm.inference.images import ImageError, load_image
-from tests.fuzz import png_chunk
+from tests.fuzz import png_chunk, zero_png
 
 
 def _encode(img: Image.Image, fmt: str) -> bytes:
@@ -19,26 +18,10 @@ def _encode(img: Image.Image, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def _grey_png(width: int, height: int, extra: bytes = b"") -> bytes:
-    """An 8-bit grey PNG of zeros. Its pixel data is one deflated run of rows repeated (a full
-    flush ends it, so copies chain), then the checksum: 30000x30000 is 875 KB, made in 1 s."""
-    rows = math.gcd(height, 1000)
-    block = b"\x00" * ((1 + width) * rows)  # a filter byte, then the pixels, per row
-    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
-    once = packer.compress(block) + packer.flush(zlib.Z_FULL_FLUSH)
-    checksum = 1
-    for _ in range(height // rows):
-        checksum = zlib.adler32(block, checksum)
-    body = b"\x78\xda" + once * (height // rows) + packer.flush() + checksum.to_bytes(4, "big")
-    header = png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-    return (b"\x89PNG\r\n\x1a\n" + header + extra + png_chunk(b"IDAT", body)
-            + png_chunk(b"IEND", b""))
-
-
 def test_png_decompression_bomb_is_an_image_error():
-    bomb = _grey_png(30000, 30000)
+    bomb = zero_png(30000, 30000)
     assert len(bomb) < 1_000_000
-    assert load_image(_grey_png(40, 3000))[:, :, 0].max() == 0  # the same recipe is a valid PNG
+    assert load_image(zero_png(40, 3000))[:, :, 0].max() == 0  # the same recipe is a valid PNG
     with pytest.raises(ImageError, match="decompression bomb"):
         load_image(bomb)
 
@@ -56,7 +39,7 @@ def test_chunk_inflating_to_20_mb_is_an_image_error(kind, prefix):
     chunk = png_chunk(kind, prefix + zlib.compress(b"\x00" * 20_000_000, 9))
     assert len(chunk) < 25_000
     with pytest.raises(ImageError, match="truncated or corrupt"):
-        load_image(_grey_png(8, 8, extra=chunk))
+        load_image(zero_png(8, 8, extra=chunk))
 
 
 def test_truncated_ihdr_is_an_image_error():

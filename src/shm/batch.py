@@ -3,7 +3,9 @@
 The manifest (``OUTPUT_DIR/.shm-batch.sqlite``) records every input as done or failed with the
 SHA-256 of its content, so a rerun after a crash or kill only does what is left: finished files
 whose content is unchanged are skipped, failed ones too unless ``retry_failed``. Outputs are
-written atomically (temporary file, then rename), so none is ever half-written.
+written atomically (temporary file, then rename), so none is ever half-written. Inputs sharing a
+stem (a.jpg, a.png) keep their whole name (a.jpg.png, a.png.png); an output folder inside the
+input folder is not searched for inputs.
 """
 
 from __future__ import annotations
@@ -37,10 +39,15 @@ class Job:
 
 @dataclass
 class Summary:
+    """Counts over the inputs: total = done + skipped + failed. done: finished in this run;
+    skipped: finished in an earlier run, unchanged; failed: failed in this run or, not retried,
+    in an earlier one (failed_before of them); failures: input -> reason, one per failed."""
+
     total: int = 0
     done: int = 0
     skipped: int = 0
     failed: int = 0
+    failed_before: int = 0
     seconds: float = 0.0
     images_per_second: float = 0.0
     failures: dict[str, str] = field(default_factory=dict)
@@ -71,25 +78,39 @@ class Manifest:
         self.db.close()
 
 
+def find_images(folder: Path, exclude: Path | None = None) -> list[Path]:
+    """Image files under ``folder`` (recursive, sorted), leaving out those under ``exclude``
+    where it is a folder inside ``folder`` (an output folder placed in the input folder)."""
+    root = folder.resolve()
+    skip = exclude.resolve() if exclude is not None else None
+    if skip is not None and (skip == root or not skip.is_relative_to(root)):
+        skip = None
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                  and (skip is None or not p.resolve().is_relative_to(skip)))
+
+
 def plan(input_dir: Path, output_dir: Path, fmt: str, retry_failed: bool, manifest: Manifest
-         ) -> tuple[list[Job], int]:
-    """Jobs still to do, and how many inputs are skipped as already finished (or failed)."""
-    from shm.inference.outputs import SUFFIX
+         ) -> tuple[list[Job], int, set[str]]:
+    """Jobs still to do, how many inputs are skipped as finished before, and the inputs skipped
+    as failed before."""
+    from shm.inference.outputs import output_names
 
     known = manifest.state()
-    jobs, skipped = [], 0
-    for path in sorted(p for p in input_dir.rglob("*")
-                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
-        rel = path.relative_to(input_dir).as_posix()
-        target = (output_dir / rel).with_suffix(SUFFIX[fmt])
+    paths = find_images(input_dir, exclude=output_dir)
+    names = output_names((p.relative_to(input_dir) for p in paths), fmt)
+    jobs, skipped, failed_before = [], 0, set()
+    for path in paths:
+        rel = path.relative_to(input_dir)
+        target = output_dir / names[rel]
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        sha, status = known.get(rel, (None, None))
-        if sha == digest and ((status == "done" and target.is_file())
-                              or (status == "failed" and not retry_failed)):
+        sha, status = known.get(rel.as_posix(), (None, None))
+        if sha == digest and status == "done" and target.is_file():
             skipped += 1
-            continue
-        jobs.append(Job(rel, str(path), str(target), digest))
-    return jobs, skipped
+        elif sha == digest and status == "failed" and not retry_failed:
+            failed_before.add(rel.as_posix())
+        else:
+            jobs.append(Job(rel.as_posix(), str(path), str(target), digest))
+    return jobs, skipped, failed_before
 
 
 class Worker:
@@ -116,6 +137,8 @@ class Worker:
             return job, None
         except (ImageError, ValueError, OSError) as e:
             return job, str(e)
+        except Exception as e:  # one bad input must not stop the batch
+            return job, f"{type(e).__name__}: {e}"
 
 
 _worker: Worker | None = None
@@ -195,14 +218,18 @@ def run_batch(input_dir: str | Path, output_dir: str | Path, fmt: str = "rgba",
         raise ValueError(f"Unknown engine {engine!r}; choose local or ray.")
     if workers < 1:
         raise ValueError("--workers must be at least 1.")
+    if output_dir.resolve() == input_dir.resolve():
+        raise ValueError(f"The output folder is the input folder; write to another one, e.g. "
+                         f"{output_dir / 'cutouts'}.")
     output_dir.mkdir(parents=True, exist_ok=True)
     for stale in output_dir.rglob(".*.tmp"):  # left by a run killed mid-write
         stale.unlink()
     manifest = Manifest(output_dir / MANIFEST)
     start = time.perf_counter()
     try:
-        jobs, skipped = plan(input_dir, output_dir, fmt, retry_failed, manifest)
-        summary = Summary(total=len(jobs) + skipped, skipped=skipped)
+        jobs, skipped, failed_before = plan(input_dir, output_dir, fmt, retry_failed, manifest)
+        summary = Summary(total=len(jobs) + skipped + len(failed_before), skipped=skipped,
+                          failed=len(failed_before), failed_before=len(failed_before))
         w = None if weights is None else str(weights)
         results: Iterable = ([] if not jobs else
                              local_engine(jobs, w, fmt, background, workers) if engine == "local"
@@ -212,12 +239,13 @@ def run_batch(input_dir: str | Path, output_dir: str | Path, fmt: str = "rgba",
             summary.done += error is None
             summary.failed += error is not None
             if progress:
-                progress(summary.done + summary.failed, len(jobs))
-        summary.failures = manifest.failures()
+                progress(summary.done + summary.failed - summary.failed_before, len(jobs))
+        current = failed_before | {job.rel for job in jobs}
+        summary.failures = {rel: e for rel, e in manifest.failures().items() if rel in current}
     finally:
         manifest.close()
     summary.seconds = time.perf_counter() - start
-    processed = summary.done + summary.failed
+    processed = summary.done + summary.failed - summary.failed_before
     summary.images_per_second = processed / summary.seconds if processed else 0.0
     (output_dir / SUMMARY).write_text(json.dumps(asdict(summary), indent=2))
     return summary

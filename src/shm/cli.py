@@ -43,25 +43,29 @@ def _progress():
                     TimeElapsedColumn(), console=err, transient=False)
 
 
-def expand_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """(file, name relative to the output folder) for every image the inputs name, and the
-    inputs that matched nothing. Folders are searched recursively; globs are expanded."""
-    from shm.inference.images import IMAGE_SUFFIXES
+def expand_inputs(inputs: list[str], output: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """(file, name relative to the output folder) for every image the inputs name, each file
+    once, and the inputs that matched nothing. Folders are searched recursively and globs
+    expanded, both leaving out what lies in the ``output`` folder."""
+    from shm.batch import find_images
 
     found, missing = [], []
+    out = output.resolve()
     for spec in inputs:
         path = Path(spec)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-            found += [(p, p.relative_to(path)) for p in files]
+            found += [(p, p.relative_to(path)) for p in find_images(path, exclude=output)]
         elif path.is_file():
             found.append((path, Path(path.name)))
         else:
             matches = sorted(Path(m) for m in glob.glob(spec, recursive=True) if Path(m).is_file())
-            found += [(m, Path(m.name)) for m in matches]
+            found += [(m, Path(m.name)) for m in matches if not m.resolve().is_relative_to(out)]
             if not matches:
                 missing.append(spec)
-    return found, missing
+    unique: dict[Path, tuple[Path, Path]] = {}
+    for p, rel in found:
+        unique.setdefault(p.resolve(), (p, rel))
+    return list(unique.values()), missing
 
 
 @app.command()
@@ -78,7 +82,7 @@ def cutout(
     """Cut the people out of photos, with no trimap to draw."""
     from shm.fileio import write_bytes_atomic
     from shm.inference.images import ImageError
-    from shm.inference.outputs import FORMATS, SUFFIX, parse_background, render
+    from shm.inference.outputs import FORMATS, output_names, parse_background, render
 
     if fmt not in FORMATS:
         fail(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}.", 2)
@@ -87,15 +91,20 @@ def cutout(
             parse_background(background, (1, 1))
         except (ValueError, ImageError) as e:
             fail(str(e), 2)
-    files, failures = expand_inputs(inputs)
+    files, failures = expand_inputs(inputs, output)
     failed = [(spec, "no such file, folder or matching glob") for spec in failures]
+    names = output_names([rel for _, rel in files], fmt)
     model = _load(weights, max_pixels=max_pixels)
-    done = 0
+    done, written = 0, {}
     with _progress() as bar:
         task = bar.add_task("cutout", total=len(files))
         for path, rel in files:
-            target = output / rel.with_suffix(SUFFIX[fmt])
+            target = output / names[rel]
+            first = written.setdefault(target.as_posix().casefold(), path)
             try:
+                if first != path:
+                    raise FileExistsError(f"{target} is the cutout of {first} already; cut this "
+                                          "one out into another folder or rename it")
                 if target.exists() and not overwrite:
                     raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
                 write_bytes_atomic(target, render(model.predict(path), fmt, background), overwrite)
@@ -273,9 +282,11 @@ def batch(
                                 progress=lambda n, total: bar.update(task, completed=n, total=total))
         except (FileNotFoundError, ValueError) as e:
             fail(str(e), 2)
+    before = (f" ({summary.failed_before} in an earlier run; --retry-failed runs them again)"
+              if summary.failed_before else "")
     err.print(f"{summary.total} inputs: {summary.done} done, {summary.skipped} skipped as finished "
-              f"before, {summary.failed} failed; {summary.images_per_second:.2f} images/s. "
-              f"Summary: {output_dir / SUMMARY}", highlight=False)
+              f"before, {summary.failed} failed{before}; {summary.images_per_second:.2f} "
+              f"images/s. Summary: {output_dir / SUMMARY}", highlight=False)
     for rel, reason in summary.failures.items():
         err.print(f"  failed: {rel}: {reason}", highlight=False)
     if summary.failures:

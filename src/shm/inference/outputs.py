@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,23 @@ from shm.inference.images import load_image
 
 FORMATS = ("rgba", "alpha", "jpg")
 SUFFIX = {"rgba": ".png", "alpha": ".png", "jpg": ".jpg"}
+
+
+def output_names(names: Iterable[Path], fmt: str) -> dict[Path, Path]:
+    """The output name of each input name (relative paths): the stem with ``fmt``'s suffix
+    (photo.jpg -> photo.png) or, where two inputs would share that (a.jpg and a.png, compared
+    ignoring case), the whole name with the suffix (a.jpg.png and a.png.png), so no output
+    overwrites another. Inputs whose whole names differ only in case may still share a name."""
+    suffix = SUFFIX[fmt]
+    names = list(dict.fromkeys(names))
+    out = {n: n.with_suffix(suffix) for n in names}
+    while True:
+        counts = Counter(t.as_posix().casefold() for t in out.values())
+        clash = [n for n in names if counts[out[n].as_posix().casefold()] > 1
+                 and out[n] == n.with_suffix(suffix) != n.with_name(n.name + suffix)]
+        if not clash:
+            return out
+        out.update((n, n.with_name(n.name + suffix)) for n in clash)
 
 
 def parse_background(spec: str | None, size: tuple[int, int]) -> np.ndarray | None:
