@@ -1,9 +1,13 @@
 """The editor server under concurrency, hostile requests and odd inputs (issue 14)."""
 
+import asyncio
 import io
 import json
 import os
+import struct
+import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -16,6 +20,7 @@ from shm.editor.session import EditError, EditSession
 from shm.editor.store import SessionStore, UnknownSession
 from shm.inference.predictor import load_model
 from shm.inference.tiles import TileConfig
+from tests.fuzz import mutants, png_chunk, zero_png
 from tests.test_editor_api import _photo
 
 BASE = "http://127.0.0.1"
@@ -176,3 +181,154 @@ def test_sessions_come_back_without_replaying_edits(matter, tiny_weights, tmp_pa
         assert fresh.post(f"/api/v1/sessions/{sid}/undo").json()["version"] == 8
         assert np.array_equal(_alpha(fresh, sid), before_last)
     assert calls == {"canvas": 0, "refine": 0}
+
+
+def _bombs() -> dict[str, bytes]:
+    jpeg = bytearray(_photo(16, 16, "JPEG"))
+    sof = jpeg.index(b"\xff\xc0")
+    jpeg[sof + 5:sof + 9] = struct.pack(">HH", 65535, 65535)
+    icc = png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(b"\x00" * 20_000_000, 9))
+    return {"png-30000x30000": zero_png(30000, 30000), "jpeg-65535x65535": bytes(jpeg),
+            "iccp-20mb": zero_png(8, 8, extra=icc),
+            "truncated-ihdr": b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", b"\x00\x00")}
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_bombs_and_bad_chunks_get_a_4xx(matter, tmp_path, monkeypatch):
+    with _client(matter, tmp_path) as client:
+        for name, data in _bombs().items():
+            for url in ("/api/v1/sessions", "/api/v1/matte"):
+                res = client.post(url, files={"image": ("x.png", data, "image/png")})
+                assert res.status_code in (413, 415, 422), (name, url, res.text)
+                assert res.json()["error"].endswith("."), (name, url)
+        # a decoder error the loader does not know about is still the file's fault
+        monkeypatch.setattr("shm.editor.app.load_image", lambda *a: struct.unpack(">I", b""))
+        res = client.post("/api/v1/matte", files={"image": ("x.png", _photo(), "image/png")})
+        assert res.status_code == 422 and "corrupt" in res.json()["error"]
+
+
+def test_images_are_encoded_off_the_event_loop(matter, tmp_path, monkeypatch):
+    threads = []
+    save = Image.Image.save
+    monkeypatch.setattr(Image.Image, "save", lambda self, *a, **k: (
+        threads.append(threading.current_thread().name), save(self, *a, **k))[1])
+    with _client(matter, tmp_path) as client:
+        sid = _upload(client).json()["id"]
+        threads.clear()
+        for view in ("alpha", "cutout", "image", "trimap"):
+            assert client.get(f"/api/v1/sessions/{sid}/{view}.png").status_code == 200
+    assert len(threads) == 4 and all(t.startswith("shm-infer") for t in threads), threads
+
+
+def test_json_bodies_are_limited_before_parsing(matter, tmp_path):
+    big = json.dumps({"tool": "keep", "size": 5, "points": [[1.5, 2.5]] * 200_000}).encode()
+    with _client(matter, tmp_path, max_json_kb=64) as client:
+        for sid in ("nope", "A" * 22):
+            res = client.post(f"/api/v1/sessions/{sid}/strokes", content=big,
+                              headers={"content-type": "application/json"})
+            assert res.status_code == 413 and "over 64 KB" in res.json()["error"]
+            # no Content-Length: the bytes are counted as they come
+            res = client.post(f"/api/v1/sessions/{sid}/strokes", content=iter([big[:50_000]] * 3),
+                              headers={"content-type": "application/json"})
+            assert res.status_code == 413, res.text
+        sid = _upload(client).json()["id"]
+        assert _stroke(client, sid).status_code == 200
+
+
+def test_uploads_are_refused_while_streaming(matter, tmp_path):
+    """A declared length over the limit is refused unread; an undeclared one is cut off once
+    the bytes counted pass the limit, long before the whole body arrives."""
+    with _client(matter, tmp_path, max_upload_mb=1) as client:
+        res = client.post("/api/v1/sessions", content=b"--x\r\n",
+                          headers={"content-type": "multipart/form-data; boundary=x",
+                                   "content-length": str(10**9)})
+        assert res.status_code == 413 and "over 1 MB" in res.json()["error"]
+    app = create_app(matter, data_dir=tmp_path / "store", max_upload_mb=1)
+    head = (b'--x\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n")
+    chunk, sent, replies = b"\x00" * 65536, [], []
+
+    async def receive():  # a well-formed multipart upload of 1 GB, sent 64 KB at a time
+        body = head if not sent else chunk
+        sent.append(len(body))
+        return {"type": "http.request", "body": body, "more_body": len(sent) < 16_000}
+
+    async def send(message):
+        replies.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/api/v1/matte", "raw_path": b"/api/v1/matte",
+             "query_string": b"", "root_path": "", "scheme": "http", "server": ("127.0.0.1", 8000),
+             "client": ("127.0.0.1", 5000), "http_version": "1.1", "asgi": {"version": "3.0"},
+             "headers": [(b"host", b"127.0.0.1:8000"),
+                         (b"content-type", b"multipart/form-data; boundary=x")]}
+    asyncio.run(app(scope, receive, send))
+    assert replies[0]["status"] == 413
+    assert sum(sent) < 2 * 1024**2  # read a little past the limit, not the gigabyte
+
+
+@pytest.mark.parametrize("headers, status", [
+    ({"host": "rebind.evil.example"}, 403),
+    ({"origin": "http://evil.example"}, 403),
+    ({"origin": "null"}, 403),
+    ({"host": "127.0.0.1:8000", "origin": "http://127.0.0.1:8000"}, 201),
+    ({"host": "localhost:8000", "origin": "http://localhost:8000"}, 201),
+    ({"host": "[::1]:8000"}, 201),
+])
+def test_host_and_origin_must_be_this_machine(matter, tmp_path, headers, status):
+    with _client(matter, tmp_path) as client:
+        res = client.post("/api/v1/sessions", headers=headers,
+                          files={"image": ("x.png", _photo(), "image/png")})
+        assert res.status_code == status, res.text
+        if status == 403:
+            assert "error" in res.json()
+
+
+def test_allowed_hosts_extend_the_local_names(matter, tmp_path):
+    with _client(matter, tmp_path, allowed_hosts=["studio.lan"]) as client:
+        assert client.get("/healthz", headers={"host": "studio.lan:8000"}).status_code == 200
+        assert client.get("/healthz", headers={"host": "other.lan"}).status_code == 403
+
+
+def test_errors_are_uniform(matter, tmp_path):
+    with _client(matter, tmp_path) as client:
+        for res in (client.get("/no/such/page"), client.get("/static/missing.js"),
+                    client.delete("/api/v1/matte"),
+                    client.post("/api/v1/matte", content=b"garbage",
+                                headers={"content-type": "multipart/form-data; boundary=x"}),
+                    client.post("/api/v1/matte", files={"other": ("x.png", b"x", "image/png")})):
+            assert 400 <= res.status_code < 500 and set(res.json()) == {"error"}, res.text
+    with _client(matter, tmp_path, max_pending=0) as busy:
+        res = busy.post("/api/v1/matte", files={"image": ("x.png", _photo(), "image/png")})
+        assert res.status_code == 503 and res.headers["retry-after"] == "1"
+        assert "busy" in res.json()["error"]
+
+
+def test_huge_coordinates_are_refused(matter, tmp_path):
+    with _client(matter, tmp_path) as client:
+        sid = _upload(client).json()["id"]
+        auto = _alpha(client, sid)
+        for far in (1e300, -1e300, 2e6):
+            res = _stroke(client, sid, {"tool": "erase", "size": 9, "points": [[10, 10], [far, 10]]})
+            assert res.status_code == 422 and "Malformed" in res.json()["error"], res.text
+        assert np.array_equal(_alpha(client, sid), auto)
+        assert _stroke(client, sid, {"tool": "erase", "size": 9, "points": [[10, 10], [1e6, 10]]}
+                       ).status_code == 200
+    session = EditSession(matter, np.asarray(Image.open(io.BytesIO(_photo()))))
+    with pytest.raises(EditError, match="within"):
+        session.stroke("erase", 9, [[10, 10], [1e300, 10]])
+
+
+FUZZ_COUNT = 400  # mutated JPEG/PNG/WebP/TIFF files; about 8 s on one core
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_fuzzed_uploads_never_get_a_500(matter, tmp_path):
+    codes = {}
+    with _client(matter, tmp_path) as client:
+        for i, (fmt, data) in enumerate(mutants(FUZZ_COUNT, seed=14)):
+            res = client.post("/api/v1/matte", files={"image": ("x", data, "image/png")})
+            codes[res.status_code] = codes.get(res.status_code, 0) + 1
+            assert res.status_code in (200, 413, 415, 422), (i, fmt, res.status_code, res.text)
+            if res.status_code != 200:
+                assert res.json()["error"].endswith("."), (i, fmt)
+    assert codes.get(200, 0) > FUZZ_COUNT // 20 and codes.get(422, 0) > FUZZ_COUNT // 4, codes
