@@ -78,9 +78,13 @@ def test_keep_erase_refine_undo_redo_reset(client):
     assert np.array_equal(_alpha(client, sid), kept)
     assert client.post(f"{url}/redo").json()["version"] == 2
     assert np.array_equal(_alpha(client, sid), erased)
-    assert client.post(f"{url}/reset").json()["version"] == 0
+    reset = client.post(f"{url}/reset").json()
+    assert reset["version"] == 3 and reset["box"][2] > reset["box"][0]
     assert np.array_equal(_alpha(client, sid), auto)
-    assert client.post(f"{url}/undo").status_code == 409
+    assert client.post(f"{url}/undo").json()["version"] == 2  # reset is an edit: undo brings
+    assert np.array_equal(_alpha(client, sid), erased)          # the edits back
+    assert client.post(f"{url}/redo").json()["version"] == 3
+    assert np.array_equal(_alpha(client, sid), auto)
 
 
 def test_select_subject_keeps_only_the_clicked_person(client):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shm.editor.guard import Guard
-from shm.editor.session import MAX_COORD, EditError, EditSession
+from shm.editor.session import DEFAULT_EDGE, MAX_COORD, Change, EditError, EditSession
 from shm.editor.store import SessionStore, UnknownSession
 from shm.inference.images import DEFAULT_MAX_PIXELS, ImageError, load_image
 from shm.inference.outputs import render
@@ -71,10 +71,12 @@ class Stroke(BaseModel):
     size: float = Field(gt=0, le=4096, description="Brush diameter in image pixels.")
     points: list[Point] = Field(min_length=1, max_length=10_000,
                                 description="[x, y] pairs in image coordinates.")
+    edge: int = Field(DEFAULT_EDGE, ge=1, le=64, description="Refine's edge radius in pixels.")
 
 
 class Select(BaseModel):
     points: list[Point] = Field(min_length=1, max_length=100)
+    remove: bool = Field(False, description="Drop the person under the points instead.")
 
 
 class Created(BaseModel):
@@ -86,6 +88,9 @@ class Created(BaseModel):
 class Edited(BaseModel):
     version: int
     ms: float
+    box: list[int] = Field(description="[top, left, bottom, right]: where alpha may have changed "
+                                       "(fetch it from alpha.raw).")
+    note: str = ""
 
 
 def create_app(matter: Matter | None = None, weights: str | Path | None = None,
@@ -122,7 +127,7 @@ def create_app(matter: Matter | None = None, weights: str | Path | None = None,
         await loop.run_in_executor(pool, state["store"].close)
         pool.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="shm editor", version="1", lifespan=lifespan,
+    app = FastAPI(title="shm editor", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Automatic human matting with trimap-constraint editing.")
     app.add_middleware(Guard, hosts=frozenset(allowed_hosts), upload_bytes=max_bytes,
                        json_bytes=int(max_json_kb * 1024), upload_message=too_large)
@@ -174,22 +179,26 @@ def create_app(matter: Matter | None = None, weights: str | Path | None = None,
         try:
             with st.lock(sid):
                 session = st.get(sid)
-                action(session)
+                change: Change = action(session)
                 st.save(sid, session)
         except UnknownSession:
             raise HTTPException(404, GONE) from None
         except EditError as e:
             raise HTTPException(409 if "Nothing to" in str(e) else 422, str(e)) from None
-        return {"version": session.version, "ms": round((time.perf_counter() - start) * 1000, 1)}
+        return {"version": session.version, "ms": round((time.perf_counter() - start) * 1000, 1),
+                "box": list(change.box), "note": change.note}
+
+    def inspect(sid: str, look):
+        """``look(session)`` under the session's lock (worker thread)."""
+        try:
+            with store().lock(sid):
+                return look(store().get(sid))
+        except UnknownSession:
+            raise HTTPException(404, GONE) from None
 
     def view(sid: str, picture) -> bytes:
         """PNG of ``picture(session)``, a PIL image (worker thread: the encode is CPU work)."""
-        try:
-            with store().lock(sid):
-                image = picture(store().get(sid))
-        except UnknownSession:
-            raise HTTPException(404, GONE) from None
-        return encode_png(image)
+        return encode_png(inspect(sid, picture))
 
     def png(data: bytes, name: str | None = None) -> Response:
         headers = {"Cache-Control": "no-store"}
@@ -222,11 +231,11 @@ def create_app(matter: Matter | None = None, weights: str | Path | None = None,
 
     @app.post("/api/v1/sessions/{sid}/strokes", response_model=Edited)
     async def stroke(sid: str, body: Stroke) -> dict:
-        return await run(edit, sid, lambda s: s.stroke(body.tool, body.size, body.points))
+        return await run(edit, sid, lambda s: s.stroke(body.tool, body.size, body.points, body.edge))
 
     @app.post("/api/v1/sessions/{sid}/select", response_model=Edited)
     async def select(sid: str, body: Select) -> dict:
-        return await run(edit, sid, lambda s: s.select(body.points))
+        return await run(edit, sid, lambda s: s.select(body.points, body.remove))
 
     @app.post("/api/v1/sessions/{sid}/undo", response_model=Edited)
     async def undo(sid: str) -> dict:
@@ -255,6 +264,28 @@ def create_app(matter: Matter | None = None, weights: str | Path | None = None,
     async def cutout_png(sid: str, download: bool = False) -> Response:
         data = await run(view, sid, lambda s: s.matte().rgba())
         return png(data, download_name(sid, "cutout.png") if download else None)
+
+    @app.get("/api/v1/sessions/{sid}/alpha.raw")
+    async def alpha_raw(sid: str, top: int = Query(0, ge=0), left: int = Query(0, ge=0),
+                        bottom: int | None = Query(None, ge=0), right: int | None = Query(None, ge=0)
+                        ) -> Response:
+        """Alpha of the box [top, bottom) x [left, right) (default: the whole image) as raw
+        uint8 bytes, row by row; ``X-Version`` names the version they belong to."""
+        def read(session: EditSession) -> tuple[bytes, int]:
+            box = (top, left, min(session.height if bottom is None else bottom, session.height),
+                   min(session.width if right is None else right, session.width))
+            if box[2] <= box[0] or box[3] <= box[1]:
+                raise HTTPException(422, "The box is empty or outside the image.")
+            return session.alpha_u8(box).tobytes(), session.version
+
+        data, version = await run(inspect, sid, read)
+        return Response(data, media_type="application/octet-stream",
+                        headers={"Cache-Control": "no-store", "X-Version": str(version)})
+
+    @app.get("/api/v1/sessions/{sid}/foreground.png")
+    async def foreground_png(sid: str) -> Response:
+        """The colour-decontaminated foreground (RGB, no alpha) the page composites from."""
+        return png(await run(view, sid, lambda s: Image.fromarray(s.matte().foreground)))
 
     @app.get("/api/v1/sessions/{sid}/image.png")
     async def image_png(sid: str) -> Response:

@@ -1,8 +1,11 @@
 """One photo being edited: trimap constraints on top of the automatic result, with undo.
 
 Every edit is a constraint on the trimap probabilities (``keep`` forces foreground, ``erase``
-background, ``refine`` unknown so the M-Net decides), followed by the same fusion as the automatic
-path, recomputed only over the tiles the edit touched. Each applied edit keeps the patches it
+background), followed by the same fusion as the automatic path, recomputed only over the tiles
+the edit touched; ``refine`` writes the refined alpha as soft foreground/background
+probabilities (``shm.editor.tools.refine_edge``), and select subject erases the other people
+(``shm.editor.tools.split_subject``). Reset is an edit too. Every edit returns a ``Change``: the
+box where alpha may differ, which is all a client needs to fetch again. Each applied edit keeps the patches it
 replaced, so undo and redo are exact and cheap. The patches kept are bounded by a byte budget
 (``history_bytes``): past it, the oldest edits can no longer be undone. ``state()`` exports the
 canvas and history so a session can be rebuilt without running the model (``EditSession(...,
@@ -17,19 +20,30 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
-from scipy import ndimage
 
 from shm import trimap as tri
+from shm.editor.tools import refine_edge, split_subject
 from shm.inference.predictor import Matte, Matter, trimap_of
 from shm.inference.tiles import TiledCanvas
 
 TOOLS = {"keep": tri.FOREGROUND, "erase": tri.BACKGROUND, "refine": tri.UNKNOWN}
+DEFAULT_EDGE = 6  # refine's edge radius in pixels
+Box = tuple[int, int, int, int]  # top, left, bottom, right in image pixels
 DEFAULT_HISTORY_BYTES = 256 * 1024**2
 MAX_COORD = 1e6  # |x|, |y| of stroke points in pixels; far beyond any image, far below int32 / 16
 
 
 class EditError(ValueError):
     """An edit that cannot be applied; the message says why in one sentence."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """What an edit did: ``box`` (top, left, bottom, right, image pixels) bounds where alpha may
+    have changed; ``note`` says what was done in words, when there is more to say."""
+
+    box: Box
+    note: str = ""
 
 
 @dataclass
@@ -78,13 +92,17 @@ class EditSession:
         return self.canvas.width
 
     # edits ----------------------------------------------------------------------------------
-    def stroke(self, tool: str, size: float, points: list[list[float]]) -> None:
+    def stroke(self, tool: str, size: float, points: list[list[float]], edge: int = DEFAULT_EDGE
+               ) -> Change:
         """Paint a brush stroke of diameter ``size`` pixels through ``points`` ([x, y] pairs in
-        image coordinates) with tool 'keep', 'erase' or 'refine'."""
+        image coordinates) with tool 'keep', 'erase' or 'refine' (``edge``: refine's edge radius
+        in pixels, 1 to 64)."""
         if tool not in TOOLS:
             raise EditError(f"Unknown tool {tool!r}; use keep, erase or refine.")
         if not 1 <= size <= 4096:
             raise EditError("Brush size must be between 1 and 4096 pixels.")
+        if not 1 <= edge <= 64:
+            raise EditError("The edge radius must be between 1 and 64 pixels.")
         pts = self._points(points)
         radius = size / 2
         top = max(0, int(pts[:, 1].min() - radius - 1))
@@ -100,60 +118,74 @@ class EditSession:
             cv2.line(mask, tuple(a), tuple(b), 1, thickness, cv2.LINE_8, shift=4)
         for p in local:
             cv2.circle(mask, tuple(p), int(radius * 16), 1, -1, cv2.LINE_8, shift=4)
-        self._apply({"op": "stroke", "tool": tool, "size": size, "points": pts.tolist()},
-                    mask > 0, TOOLS[tool], (top, left, bottom, right))
+        op = {"op": "stroke", "tool": tool, "size": size, "points": pts.tolist()}
+        if tool == "refine":
+            return self._refine({**op, "edge": edge}, mask > 0, (top, left, bottom, right), edge)
+        return self._apply(op, mask > 0, TOOLS[tool], (top, left, bottom, right))
 
-    def select(self, points: list[list[float]]) -> None:
-        """Keep only the foreground region(s) containing (or nearest to) the clicked points."""
+    def select(self, points: list[list[float]], remove: bool = False) -> Change:
+        """Keep only the person under the clicked points (``remove``: drop that person) by
+        erasing the rest of the cutout; ``tools.split_subject`` tells the people apart."""
         pts = self._points(points)
         inside = (pts >= 0).all(1) & (pts[:, 0] < self.width) & (pts[:, 1] < self.height)
         if not inside.all():
             raise EditError("Select points must lie inside the image.")
         alpha = self.canvas.alpha()[0, 0].numpy()
-        labels, count = ndimage.label(alpha > 0.05, structure=np.ones((3, 3)))
-        if count == 0:
+        if not (alpha > 0.5).any():
             raise EditError("There is no foreground to select.")
-        nearest = None  # for clicks on the background: index of the nearest foreground pixel
-        keep = set()
-        for x, y in pts:
-            r, c = int(y), int(x)
-            if labels[r, c]:
-                keep.add(labels[r, c])
-            else:
-                if nearest is None:
-                    nearest = ndimage.distance_transform_edt(labels == 0, return_distances=False,
-                                                             return_indices=True)
-                keep.add(labels[nearest[0][r, c], nearest[1][r, c]])
-        kept = np.isin(labels, list(keep))
-        drop = (labels > 0) & ~kept
+        drop, people = split_subject(self.image, alpha, pts, remove)
         if not drop.any():
-            raise EditError("Nothing to remove: only the selected subject is in the cutout.")
-        drop = ndimage.binary_dilation(drop, iterations=2) & ~kept
+            raise EditError("Nothing to remove: only the selected subject is in the cutout."
+                            if not remove else "Nothing to remove under the cursor.")
+        share = alpha[drop].sum() / alpha.sum()
+        note = (f"Removed the person under the cursor ({share:.0%} of the cutout)." if remove else
+                f"Kept the clicked person; removed {people} other "
+                f"{'part' if people == 1 else 'parts'} ({share:.0%} of the cutout).")
         rows, cols = np.flatnonzero(drop.any(1)), np.flatnonzero(drop.any(0))
         top, left, bottom, right = rows[0], cols[0], rows[-1] + 1, cols[-1] + 1
-        self._apply({"op": "select", "points": pts.tolist()}, drop[top:bottom, left:right],
-                    tri.BACKGROUND, (top, left, bottom, right))
+        op = {"op": "select", "points": pts.tolist(), "remove": remove}
+        box = self._apply(op, drop[top:bottom, left:right], tri.BACKGROUND,
+                          (top, left, bottom, right)).box
+        return Change(box, note)
 
-    def undo(self) -> None:
+    def undo(self) -> Change:
         if self.version == self.base:
             raise EditError("Nothing to undo." if self.base == 0 else
                             "Nothing to undo: older edits were dropped to bound the server's memory.")
         self.version -= 1
-        self._restore(self._patches[self.version - self.base], "before")
+        patch = self._patches[self.version - self.base]
+        self._restore(patch, "before")
+        return Change(self._box(patch))
 
-    def redo(self) -> None:
+    def redo(self) -> Change:
         if self.version == self.base + len(self._patches):
             raise EditError("Nothing to redo.")
-        self._restore(self._patches[self.version - self.base], "after")
+        patch = self._patches[self.version - self.base]
+        self._restore(patch, "after")
         self.version += 1
+        return Change(self._box(patch))
 
-    def reset(self) -> None:
-        """Back to the automatic result; resetting can itself be undone."""
-        if self.base:
-            raise EditError("Reset is not available: older edits were dropped to bound the "
-                            "server's memory; upload the photo again to start over.")
-        while self.version:
-            self.undo()
+    def reset(self) -> Change:
+        """Back to the automatic result, as an edit of its own: undo brings the edits back.
+        With the whole history at hand it undoes the edits in effect over their union; when
+        older edits were dropped, it runs the automatic pass again."""
+        if self.version == 0:
+            raise EditError("Nothing to reset: this is the automatic result.")
+        held = self._patches[:self.version - self.base]
+        if self.base == 0:
+            rows = slice(min(p.rows.start for p in held), max(p.rows.stop for p in held))
+            cols = slice(min(p.cols.start for p in held), max(p.cols.stop for p in held))
+            patch = _Patch(rows, cols, self._grab(rows, cols))
+            for p in reversed(held):
+                self._restore(p, "before")
+        else:
+            rows, cols = slice(0, self.canvas.probs.shape[2]), slice(0, self.canvas.probs.shape[3])
+            patch = _Patch(rows, cols, self._grab(rows, cols))
+            fresh = self.matter.canvas(self.image)
+            self.matter.refine(fresh)
+            self.canvas.probs.copy_(fresh.probs)
+            self.canvas.alpha_r.copy_(fresh.alpha_r)
+        return self._commit(patch, {"op": "reset"})
 
     def replay(self, ops: list[dict], version: int) -> None:
         """Re-apply stored ``ops`` (e.g. after a server restart), then undo down to ``version``.
@@ -161,9 +193,11 @@ class EditSession:
         ``ops[:version]`` on a fresh session instead, giving up the redo steps)."""
         for op in ops:
             if op["op"] == "stroke":
-                self.stroke(op["tool"], op["size"], op["points"])
+                self.stroke(op["tool"], op["size"], op["points"], op.get("edge", DEFAULT_EDGE))
+            elif op["op"] == "reset":
+                self.reset()
             else:
-                self.select(op["points"])
+                self.select(op["points"], op.get("remove", False))
         if version < self.base:
             raise EditError("The undo history budget no longer reaches that version.")
         while self.version > version:
@@ -191,6 +225,10 @@ class EditSession:
     def matte(self) -> Matte:
         return Matte(self.image, self.canvas.alpha()[0, 0].numpy(), trimap_of(self.canvas))
 
+    def alpha_u8(self, box: Box | None = None) -> np.ndarray:
+        """(h, w) uint8 alpha, round(alpha * 255), of the whole image or of ``box``."""
+        return (self.canvas.alpha(box)[0, 0].numpy() * 255 + 0.5).astype(np.uint8)
+
     # internals -------------------------------------------------------------------------------
     def _points(self, points: list[list[float]]) -> np.ndarray:
         pts = np.asarray(points, dtype=np.float64)
@@ -200,7 +238,7 @@ class EditSession:
             raise EditError(f"Point coordinates must be finite numbers within +-{MAX_COORD:g}.")
         return pts
 
-    def _apply(self, op: dict, mask: np.ndarray, cls: int, box: tuple[int, int, int, int]) -> None:
+    def _apply(self, op: dict, mask: np.ndarray, cls: int, box: Box) -> Change:
         """Force class ``cls`` where ``mask`` (the size of ``box``, image coordinates) is set."""
         cv = self.canvas
         m, t = cv.cfg.margin, cv.cfg.tile
@@ -216,12 +254,45 @@ class EditSession:
         region = cv.probs[0, :, m + top:m + bottom, m + left:m + right]
         region[:, torch.from_numpy(np.ascontiguousarray(mask))] = value[:, None]
         self.matter.refine(cv, cells)
+        return self._commit(patch, op)
+
+    def _refine(self, op: dict, mask: np.ndarray, box: Box, edge: int) -> Change:
+        """Write ``refine_edge``'s alpha under ``mask`` (the stroke over ``box``) as soft
+        foreground/background probabilities; the M-Net does not run."""
+        m, pad = self.canvas.cfg.margin, 2 * edge + 1  # the filter reads 2 * edge of context
+        top, left = max(box[0] - pad, 0), max(box[1] - pad, 0)
+        bottom, right = min(box[2] + pad, self.height), min(box[3] + pad, self.width)
+        around = np.zeros((bottom - top, right - left), bool)
+        around[box[0] - top:box[2] - top, box[1] - left:box[3] - left] = mask
+        alpha = self.canvas.alpha((top, left, bottom, right))[0, 0].numpy()
+        new = refine_edge(self.image[top:bottom, left:right], alpha, around, edge)
+        changed = torch.from_numpy(new != alpha)
+        if not changed.any():
+            raise EditError("Nothing to refine here: the stroke does not cross the cutout's edge.")
+        rows, cols = slice(top, bottom + 2 * m), slice(left, right + 2 * m)
+        patch = _Patch(rows, cols, self._grab(rows, cols))
+        a = torch.from_numpy(new)[changed]
+        value = torch.zeros(3, len(a))
+        value[tri.FOREGROUND], value[tri.BACKGROUND] = a, 1 - a
+        self.canvas.probs[0, :, m + top:m + bottom, m + left:m + right][:, changed] = value
+        return self._commit(patch, op)
+
+    def _commit(self, patch: _Patch, op: dict) -> Change:
+        """Record ``patch`` (its region now edited) as edit ``op``, dropping the redo steps."""
         patch.after = self._grab(patch.rows, patch.cols)
         del self._patches[self.version - self.base:], self.ops[self.version:]
         self._patches.append(patch)
         self.ops.append(op)
         self.version += 1
         self._trim()
+        return Change(self._box(patch))
+
+    def _box(self, patch: _Patch) -> Box:
+        """Image pixels whose alpha ``patch`` may change: its region less the margin of context
+        every patch carries on each side."""
+        m = self.canvas.cfg.margin
+        return (patch.rows.start, patch.cols.start, min(patch.rows.stop - 2 * m, self.height),
+                min(patch.cols.stop - 2 * m, self.width))
 
     def _trim(self) -> None:
         """Drop the oldest undo steps while the history is over its byte budget."""

@@ -116,10 +116,12 @@ class TiledCanvas:
         t, m = self.cfg.tile, self.cfg.margin
         self.alpha_r[..., m + row * t:m + (row + 1) * t, m + col * t:m + (col + 1) * t] = alpha_r
 
-    def alpha(self) -> torch.Tensor:
-        """Fused alpha (1, 1, H, W) in [0, 1]: F_s + U_s * alpha_r."""
+    def alpha(self, box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
+        """Fused alpha (1, 1, H, W) in [0, 1]: F_s + U_s * alpha_r; only over the image pixels
+        in ``box`` (top, left, bottom, right) if given."""
         m = self.cfg.margin
-        crop = (..., slice(m, m + self.height), slice(m, m + self.width))
+        top, left, bottom, right = box or (0, 0, self.height, self.width)
+        crop = (..., slice(m + top, m + bottom), slice(m + left, m + right))
         return fuse(self.probs[crop], self.alpha_r[crop]).clamp(0, 1)
 
     def cells_in_box(self, top: float, left: float, bottom: float, right: float
