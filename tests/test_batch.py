@@ -5,6 +5,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,8 +103,22 @@ def test_bad_arguments(photos, tmp_path):
         run_batch(tmp_path / "nope", tmp_path / "o")
 
 
+def _group(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group, from /proc."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":  # state, ppid, pgrp, ...
+            pids.append(int(stat.parent.name))
+    return pids
+
+
 @pytest.mark.slow
-def test_kill_minus_nine_then_resume(tmp_path, tiny_weights):
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_kill_minus_nine_leaves_no_worker_then_resume(tmp_path, tiny_weights):
     rng = np.random.default_rng(1)
     src = tmp_path / "many"
     src.mkdir()
@@ -111,7 +126,7 @@ def test_kill_minus_nine_then_resume(tmp_path, tiny_weights):
         Image.fromarray(rng.integers(0, 255, (96, 96, 3), np.uint8)).save(src / f"{i:02d}.png")
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "shm.cli", "batch", str(src), str(out), "--format", "alpha",
-           "--weights", str(tiny_weights)]
+           "--weights", str(tiny_weights), "--workers", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     done_before: dict[str, float] = {}
@@ -125,8 +140,18 @@ def test_kill_minus_nine_then_resume(tmp_path, tiny_weights):
             except sqlite3.OperationalError:
                 continue
             done_before = {r: (out / r).stat().st_mtime_ns for (r,) in rows}
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    workers = [pid for pid in _group(proc.pid) if pid != proc.pid]
+    try:
+        os.kill(proc.pid, signal.SIGKILL)  # the batch process only, not its workers
+        proc.wait()
+        assert len(workers) >= 2  # the pool and, with spawn, a resource tracker
+        deadline = time.time() + 10
+        while time.time() < deadline and _group(proc.pid):
+            time.sleep(0.1)
+        assert not _group(proc.pid), "workers outlived the batch process by 10 s"
+    finally:
+        for pid in _group(proc.pid):
+            os.kill(pid, signal.SIGKILL)
     assert 5 <= len(done_before) < 40, "the run was not killed partway through"
     summary = run_batch(src, out, "alpha", weights=tiny_weights)
     assert summary.done + summary.skipped == 40 and summary.failed == 0

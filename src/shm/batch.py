@@ -15,6 +15,7 @@ import json
 import multiprocessing
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -144,8 +145,20 @@ class Worker:
 _worker: Worker | None = None
 
 
-def _init_local(weights, fmt, background, threads) -> None:
+def exit_with_parent(parent: int, poll_s: float = 0.5) -> None:
+    """Exit this worker process within ``poll_s`` of its parent's death, even by kill -9 (which
+    lets no cleanup run): a daemon thread watches for the re-parenting that follows."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="shm-exit-with-parent", daemon=True).start()
+
+
+def _init_local(parent, weights, fmt, background, threads) -> None:
     global _worker  # one model per pool process, loaded once
+    exit_with_parent(parent)
     _worker = Worker(weights, fmt, background, threads)
 
 
@@ -155,12 +168,13 @@ def _run_local(job: Job) -> tuple[Job, str | None]:
 
 def local_engine(jobs: list[Job], weights: str | None, fmt: str, background: str | None,
                  workers: int) -> Iterator[tuple[Job, str | None]]:
-    """A process pool; each process loads the model once. Processes are spawned, not forked:
-    forking a process whose torch thread pool is running can deadlock the children."""
+    """A process pool; each process loads the model once and exits when this process dies.
+    Processes are spawned, not forked: forking a process whose torch thread pool is running can
+    deadlock the children."""
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init_local,
-                             initargs=(weights, fmt, background, threads)) as pool:
+                             initargs=(os.getpid(), weights, fmt, background, threads)) as pool:
         yield from pool.map(_run_local, jobs, chunksize=1)
 
 
