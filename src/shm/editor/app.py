@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shm.editor.guard import Guard
+from shm.editor.memory import return_large_blocks
 from shm.editor.session import DEFAULT_EDGE, MAX_COORD, Change, EditError, EditSession
 from shm.editor.store import SessionStore, UnknownSession
 from shm.inference.images import DEFAULT_MAX_PIXELS, ImageError, load_image
@@ -116,6 +117,7 @@ def create_app(matter: Matter | None = None, weights: str | Path | None = None,
     async def lifespan(app: FastAPI):
         from shm.inference.predictor import load_model
 
+        return_large_blocks()  # keeps freed undo steps from fragmenting the heap
         loop = asyncio.get_running_loop()
         loaded = matter or await loop.run_in_executor(
             pool, lambda: load_model(weights, max_pixels=max_pixels))
