@@ -332,3 +332,14 @@ def test_fuzzed_uploads_never_get_a_500(matter, tmp_path):
             if res.status_code != 200:
                 assert res.json()["error"].endswith("."), (i, fmt)
     assert codes.get(200, 0) > FUZZ_COUNT // 20 and codes.get(422, 0) > FUZZ_COUNT // 4, codes
+
+
+def test_a_damaged_snapshot_falls_back_to_replaying(matter, tmp_path):
+    with _client(matter, tmp_path) as client:
+        sid = _upload(client).json()["id"]
+        assert _stroke(client, sid).status_code == 200
+        edited = _alpha(client, sid)
+    (tmp_path / "store" / "sessions" / sid / "state.safetensors").write_bytes(b"garbage")
+    with _client(matter, tmp_path) as fresh:
+        assert np.array_equal(_alpha(fresh, sid), edited)
+        assert fresh.post(f"/api/v1/sessions/{sid}/undo").json()["version"] == 0

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from shm.editor.session import DEFAULT_HISTORY_BYTES, EditError, EditSession
@@ -214,7 +214,7 @@ class SessionStore:
                 return None
             return EditSession(self.matter, image, self.history_bytes,
                                state=(load_file(path), info))
-        except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        except (OSError, ValueError, KeyError, SafetensorError):  # damaged: replay instead
             return None
 
     def _replay(self, image: np.ndarray, meta: dict) -> EditSession:
