@@ -92,3 +92,30 @@ def astronaut() -> np.ndarray:
         bg = rng.integers(0, 80, (h, w, 3), dtype=np.uint8)
         a = person_alpha(h, w)[..., None] / 255.0
         return (a * np.array([220, 180, 150]) + (1 - a) * bg).astype(np.uint8)
+
+
+def group_of_astronauts(shift: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A group photo: two copies of ``astronaut()`` cut out with the shipped model, the second
+    ``shift`` px to the right and in front of the first, over a blue-grey gradient.
+
+    Returns the (512, 512 + shift, 3) uint8 photo and the visible alpha of the person behind and
+    of the person in front, (512, 512 + shift) float32 in [0, 1] each.
+    """
+    from shm.inference.predictor import load_model
+
+    person = astronaut().astype(np.float32)
+    h, w = person.shape[:2]
+    alpha = load_model().predict(person.astype(np.uint8)).alpha
+    width = w + shift
+    photo = np.linspace(40, 90, width, dtype=np.float32)[None, :, None] * np.array([0.6, 0.8, 1.0])
+    photo = np.repeat(photo, h, axis=0)
+    layers = []
+    for left in (0, shift):
+        a = np.zeros((h, width), np.float32)
+        a[:, left:left + w] = alpha
+        colour = np.zeros_like(photo)
+        colour[:, left:left + w] = person
+        photo = photo * (1 - a[..., None]) + colour * a[..., None]
+        layers.append(a)
+    behind, front = layers
+    return photo.clip(0, 255).astype(np.uint8), behind * (1 - front), front

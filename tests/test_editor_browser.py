@@ -48,17 +48,33 @@ def _alpha(base, sid):
         return np.asarray(Image.open(io.BytesIO(res.read())))
 
 
+def _drawn_alpha(page, x0, y, x1):
+    """Largest alpha the page's result canvas shows on row y from x0 to x1 (image pixels)."""
+    return page.evaluate("""([x0, y, x1]) => Math.max(...document.getElementById("result")
+        .getContext("2d").getImageData(x0, y, x1 - x0, 1).data.filter((_, i) => i % 4 === 3))""",
+                         [x0, y, x1])
+
+
+def _open(p, server, photo):
+    from playwright.sync_api import expect
+
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    page = browser.new_page(viewport={"width": 1200, "height": 800}, accept_downloads=True)
+    page.goto(server)
+    page.get_by_test_id("upload-input").set_input_files(str(photo))
+    expect(page.get_by_test_id("status")).to_contain_text("Automatic cutout ready", timeout=60_000)
+    box = page.get_by_test_id("result-canvas").bounding_box()
+    scale = box["width"] / 512
+    return browser, page, lambda x, y: (box["x"] + x * scale, box["y"] + y * scale)
+
+
 def test_upload_erase_undo_download(server, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     photo = tmp_path / "astronaut.png"
     Image.fromarray(astronaut()).save(photo)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1200, "height": 800}, accept_downloads=True)
-        page.goto(server)
-        page.get_by_test_id("upload-input").set_input_files(str(photo))
-        expect(page.get_by_test_id("status")).to_contain_text("Automatic cutout ready", timeout=60_000)
+        browser, page, to_page = _open(p, server, photo)
         sid = page.evaluate("document.body.dataset.session")
         before = _alpha(server, sid)
         # the astronaut's chest, well inside the person
@@ -67,18 +83,17 @@ def test_upload_erase_undo_download(server, tmp_path):
 
         page.get_by_test_id("tool-erase").click()
         page.get_by_test_id("brush-size").fill("40")
-        box = page.get_by_test_id("result-canvas").bounding_box()
-        scale = box["width"] / 512
-        to_page = lambda x, y: (box["x"] + x * scale, box["y"] + y * scale)  # noqa: E731
         page.mouse.move(*to_page(x0, y))
         page.mouse.down()
         for x in range(x0, x1 + 1, 10):
             page.mouse.move(*to_page(x, y))
         page.mouse.up()
-        expect(page.get_by_test_id("status")).to_contain_text("Updated in", timeout=30_000)
+        expect(page.get_by_test_id("status")).to_contain_text("Erase applied", timeout=30_000)
+        expect(page.get_by_test_id("status")).to_contain_text("ms after mouse-up")
         erased = _alpha(server, sid)
         assert erased[y, x0 + 10:x1 - 10].max() == 0
         assert page.evaluate("document.body.dataset.version") == "1"
+        assert _drawn_alpha(page, x0 + 10, y, x1 - 10) == 0  # the page drew the change
 
         page.get_by_test_id("undo").click()
         expect(page.locator("body")).to_have_attribute("data-version", "0", timeout=30_000)
@@ -92,4 +107,30 @@ def test_upload_erase_undo_download(server, tmp_path):
         assert rgba.mode == "RGBA" and rgba.size == (512, 512)
         assert np.array_equal(np.asarray(rgba)[..., 3], before)
         page.screenshot(path=str(tmp_path / "editor.png"))
+        browser.close()
+
+
+def test_two_quick_strokes_both_land(server, tmp_path):
+    """A stroke made while the previous one still applies is queued, not dropped."""
+    from playwright.sync_api import sync_playwright
+
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(astronaut()).save(photo)
+    with sync_playwright() as p:
+        browser, page, to_page = _open(p, server, photo)
+        sid = page.evaluate("document.body.dataset.session")
+        page.get_by_test_id("tool-erase").click()
+        page.get_by_test_id("brush-size").fill("20")
+        for y in (380, 440):
+            page.mouse.move(*to_page(180, y))
+            page.mouse.down()
+            page.mouse.move(*to_page(240, y))
+            page.mouse.move(*to_page(300, y))
+            page.mouse.up()
+            page.wait_for_timeout(50)
+        page.wait_for_function("document.body.dataset.version === '2'", timeout=30_000)
+        alpha = _alpha(server, sid)
+        for y in (380, 440):
+            assert alpha[y, 190:290].max() == 0
+            assert _drawn_alpha(page, 190, y, 290) == 0
         browser.close()

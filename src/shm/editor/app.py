@@ -92,6 +92,8 @@ class Edited(BaseModel):
     box: list[int] = Field(description="[top, left, bottom, right]: where alpha may have changed "
                                        "(fetch it from alpha.raw).")
     note: str = ""
+    can_undo: bool
+    can_redo: bool
 
 
 def create_app(matter: Matter | None = None, weights: str | Path | None = None,
@@ -188,7 +190,8 @@ def create_app(matter: Matter | None = None, weights: str | Path | None = None,
         except EditError as e:
             raise HTTPException(409 if "Nothing to" in str(e) else 422, str(e)) from None
         return {"version": session.version, "ms": round((time.perf_counter() - start) * 1000, 1),
-                "box": list(change.box), "note": change.note}
+                "box": list(change.box), "note": change.note, "can_undo": session.can_undo,
+                "can_redo": session.can_redo}
 
     def inspect(sid: str, look):
         """``look(session)`` under the session's lock (worker thread)."""

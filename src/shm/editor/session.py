@@ -91,6 +91,14 @@ class EditSession:
     def width(self) -> int:
         return self.canvas.width
 
+    @property
+    def can_undo(self) -> bool:
+        return self.version > self.base
+
+    @property
+    def can_redo(self) -> bool:
+        return self.version < self.base + len(self._patches)
+
     # edits ----------------------------------------------------------------------------------
     def stroke(self, tool: str, size: float, points: list[list[float]], edge: int = DEFAULT_EDGE
                ) -> Change:

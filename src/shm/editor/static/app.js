@@ -1,16 +1,27 @@
-// shm editor front end: plain JavaScript, no build step. Talks to /api/v1 (see /docs).
+// shm editor front end: plain JavaScript, no build step. Talks to /api/v1 (schema: /openapi.json).
+//
+// The page keeps the cutout as one RGBA buffer: the decontaminated foreground, fetched once per
+// photo, with the alpha in its 4th channel. An edit answers with the box where alpha changed;
+// the page fetches only that box's alpha (raw bytes), writes it into the buffer and redraws only
+// that box, so the wait after a stroke does not grow with the photo. Edits run one after another
+// from a queue: a stroke made while another applies waits its turn and is never dropped.
+// document.body.dataset.version is the version whose result is drawn, set after drawing.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const api = "/api/v1/sessions";
+const LABELS = { keep: "Keep", erase: "Erase", refine: "Refine edge" };
+const COLORS = { keep: "rgb(60,220,90)", erase: "rgb(255,80,80)", refine: "rgb(250,210,40)" };
 const state = {
   id: null, name: "image", width: 0, height: 0, version: 0, tool: "keep",
-  view: "checker", before: false, images: {}, bgImage: null,
-  zoom: 1, panX: 0, panY: 0, busy: false,
+  view: "checker", before: false, original: null, trimap: null, bgImage: null, rgba: null,
+  zoom: 1, panX: 0, panY: 0, loading: false, queue: [], working: false, pending: [],
+  history: { can_undo: false, can_redo: false },
 };
 const canvas = $("result"), ctx = canvas.getContext("2d");
 const overlay = $("overlay"), octx = overlay.getContext("2d");
-const viewport = $("viewport"), stage = $("stage");
+const cutout = document.createElement("canvas"), cctx = cutout.getContext("2d");
+const viewport = $("viewport"), stage = $("stage"), brush = $("brush");
 
 function setStatus(text, kind = "") {
   const el = $("status");
@@ -25,7 +36,12 @@ async function call(method, url, body) {
     init.body = JSON.stringify(body);
     init.headers = { "Content-Type": "application/json" };
   }
-  const res = await fetch(url, init);
+  let res;
+  try {
+    res = await fetch(url, init);
+  } catch {
+    throw new Error("The editor server does not answer; is `shm serve` still running?");
+  }
   const data = res.headers.get("content-type")?.includes("json") ? await res.json() : null;
   if (!res.ok) throw new Error(data?.error || `The server answered ${res.status}.`);
   return data;
@@ -40,40 +56,77 @@ function loadImage(url) {
   });
 }
 
-async function refresh() {
-  const v = `?v=${Date.now()}`;
-  const base = `${api}/${state.id}`;
-  const wanted = ["cutout", "alpha"];
-  if (state.view === "trimap") wanted.push("trimap");
-  const loaded = await Promise.all(wanted.map((k) => loadImage(`${base}/${k}.png${v}`)));
-  wanted.forEach((k, i) => (state.images[k] = loaded[i]));
-  if (state.view !== "trimap") delete state.images.trimap;
-  if (!state.images.original) state.images.original = await loadImage(`${base}/image.png`);
-  $("download-png").href = `${base}/cutout.png?download=1`;
-  $("download-alpha").href = `${base}/alpha.png?download=1`;
-  document.body.dataset.session = state.id;
-  document.body.dataset.version = String(state.version);
-  draw();
+// the cutout buffer ---------------------------------------------------------------------------
+async function fetchAlpha([top, left, bottom, right]) {
+  const url = `${api}/${state.id}/alpha.raw?top=${top}&left=${left}&bottom=${bottom}&right=${right}`;
+  const res = await fetch(url);
+  if (!res.ok) throw new Error((await res.json()).error || `The server answered ${res.status}.`);
+  return { bytes: new Uint8Array(await res.arrayBuffer()), version: Number(res.headers.get("X-Version")) };
 }
 
-function draw() {
-  const { width: w, height: h } = state;
-  if (!w) return;
-  if (canvas.width !== w || canvas.height !== h) {
-    canvas.width = overlay.width = w;
-    canvas.height = overlay.height = h;
+function putAlpha([top, left, bottom, right], bytes) {
+  const d = state.rgba.data, w = state.width, bw = right - left;
+  for (let y = top, k = 0; y < bottom; y++) {
+    for (let i = (y * w + left) * 4 + 3, end = i + bw * 4; i < end; i += 4) d[i] = bytes[k++];
   }
-  ctx.clearRect(0, 0, w, h);
+  cctx.putImageData(state.rgba, 0, 0, left, top, bw, bottom - top);
+}
+
+async function loadSession() {
+  const info = await call("GET", `${api}/${state.id}`);
+  Object.assign(state, { name: info.name, width: info.width, height: info.height });
+  const base = `${api}/${state.id}`, full = [0, 0, info.height, info.width];
+  const [fg, original, alpha] = await Promise.all([
+    loadImage(`${base}/foreground.png`), loadImage(`${base}/image.png`), fetchAlpha(full)]);
+  cutout.width = canvas.width = overlay.width = info.width;
+  cutout.height = canvas.height = overlay.height = info.height;
+  cctx.drawImage(fg, 0, 0);
+  state.rgba = cctx.getImageData(0, 0, info.width, info.height);
+  putAlpha(full, alpha.bytes);
+  state.original = original;
+  state.trimap = state.view === "trimap" ? await loadImage(`${base}/trimap.png?v=${alpha.version}`) : null;
+  $("download-png").href = `${base}/cutout.png?download=1`;
+  $("download-alpha").href = `${base}/alpha.png?download=1`;
+  viewport.classList.add("has-image");
+  document.body.classList.remove("no-photo");
+  fit();
+  draw();
+  state.version = alpha.version;
+  document.body.dataset.session = state.id;
+  document.body.dataset.version = String(alpha.version);
+  state.history = info;
+}
+
+// drawing --------------------------------------------------------------------------------------
+function draw(box) {
+  const [top, left, bottom, right] = box || [0, 0, state.height, state.width];
+  const w = right - left, h = bottom - top;
   const view = state.before ? "original" : state.view;
   canvas.classList.toggle("checker", view === "checker");
-  const im = state.images;
-  if (view === "original") ctx.drawImage(im.original, 0, 0);
-  else if (view === "alpha") ctx.drawImage(im.alpha, 0, 0);
-  else if (view === "trimap" && im.trimap) drawTrimap(im.original, im.trimap);
+  if (view === "alpha") return drawAlpha(top, left, w, h);
+  if (view === "trimap" && state.trimap) return drawTrimap();
+  ctx.save();
+  ctx.beginPath();
+  ctx.rect(left, top, w, h);
+  ctx.clip();
+  ctx.clearRect(left, top, w, h);
+  if (view === "original") ctx.drawImage(state.original, left, top, w, h, left, top, w, h);
   else {
-    drawBackground(ctx, w, h, view);
-    ctx.drawImage(im.cutout, 0, 0);
+    drawBackground(ctx, state.width, state.height, view);
+    ctx.drawImage(cutout, left, top, w, h, left, top, w, h);
   }
+  ctx.restore();
+}
+
+function drawAlpha(top, left, w, h) {
+  const out = ctx.createImageData(w, h), o = out.data, d = state.rgba.data;
+  for (let y = 0, k = 0; y < h; y++) {
+    for (let i = ((top + y) * state.width + left) * 4 + 3, x = 0; x < w; x++, i += 4, k += 4) {
+      o[k] = o[k + 1] = o[k + 2] = d[i];
+      o[k + 3] = 255;
+    }
+  }
+  ctx.putImageData(out, left, top);
 }
 
 function drawBackground(c, w, h, view) {
@@ -86,11 +139,11 @@ function drawBackground(c, w, h, view) {
   }
 }
 
-function drawTrimap(original, trimap) {
+function drawTrimap() {
   const { width: w, height: h } = state;
-  ctx.drawImage(original, 0, 0);
+  ctx.drawImage(state.original, 0, 0);
   const photo = ctx.getImageData(0, 0, w, h);
-  ctx.drawImage(trimap, 0, 0);
+  ctx.drawImage(state.trimap, 0, 0);
   const t = ctx.getImageData(0, 0, w, h);
   for (let i = 0; i < t.data.length; i += 4) {
     const v = t.data[i];
@@ -100,8 +153,28 @@ function drawTrimap(original, trimap) {
   ctx.putImageData(photo, 0, 0);
 }
 
+function drawOverlay() {
+  octx.clearRect(0, 0, overlay.width, overlay.height);
+  for (const s of state.pending) paintStroke(s, 0);
+  if (stroke) paintStroke(stroke, 0);
+}
+
+function paintStroke(s, from) {
+  octx.strokeStyle = COLORS[s.tool];
+  octx.lineWidth = s.size;
+  octx.lineCap = octx.lineJoin = "round";
+  octx.beginPath();
+  const pts = s.points, start = Math.max(0, from - 1);
+  octx.moveTo(pts[start][0], pts[start][1]);
+  for (let i = start + 1; i < pts.length; i++) octx.lineTo(pts[i][0], pts[i][1]);
+  if (pts.length - start === 1) octx.lineTo(pts[start][0] + 0.01, pts[start][1]);
+  octx.stroke();
+}
+
+// view transform -------------------------------------------------------------------------------
 function applyTransform() {
   stage.style.transform = `translate(${state.panX}px, ${state.panY}px) scale(${state.zoom})`;
+  stage.classList.toggle("pixelated", state.zoom > 1);
 }
 
 function fit() {
@@ -120,61 +193,98 @@ function zoomAt(factor, cx, cy) {
   applyTransform();
 }
 
-function updateButtons(info) {
-  $("undo").disabled = !info.can_undo;
-  $("redo").disabled = !info.can_redo;
-  $("reset").disabled = !info.can_undo;
+function updateButtons() {
+  const ready = Boolean(state.id) && !state.loading, info = state.history;
+  $("undo").disabled = !ready || !info.can_undo;
+  $("redo").disabled = !ready || !info.can_redo;
+  $("reset").disabled = !ready || !info.can_undo;
+  for (const el of document.querySelectorAll(".needs-photo")) el.disabled = !ready;
+  for (const el of document.querySelectorAll("a.needs-photo")) el.classList.toggle("disabled", !ready);
   for (const el of document.querySelectorAll("[data-tool]"))
     el.setAttribute("aria-pressed", String(el.dataset.tool === state.tool));
   viewport.classList.toggle("panning", state.tool === "pan");
+  $("edge-group").hidden = state.tool !== "refine";
 }
 
-async function syncInfo() {
-  const info = await call("GET", `${api}/${state.id}`);
-  Object.assign(state, { name: info.name, width: info.width, height: info.height, version: info.version });
-  updateButtons(info);
-  return info;
+// the edit queue -------------------------------------------------------------------------------
+function setWorking() {
+  viewport.classList.toggle("working", state.working || state.loading);
 }
 
-async function run(label, fn) {
-  if (state.busy) return;
-  state.busy = true;
-  setStatus(label, "busy");
-  try {
-    const msg = await fn();
-    setStatus(msg || "Ready.");
-  } catch (err) {
-    setStatus(err.message, "error");
-  } finally {
-    state.busy = false;
-  }
+function enqueue(job) {
+  state.queue.push(job);
+  if (!state.working) pump();
+}
+
+async function pump() {
+  state.working = true;
+  setWorking();
+  while (state.queue.length) await state.queue.shift()();
+  state.working = false;
+  setWorking();
+}
+
+// Queue an edit; `since` is when the person asked for it (mouse-up or click), `done` its status.
+function edit(path, body, label, since, done, stroke = null) {
+  if (!state.id) return;
+  if (stroke) state.pending.push(stroke);
+  const id = state.id;
+  enqueue(async () => {
+    if (id !== state.id) return;  // another photo was opened meanwhile
+    setStatus(label, "busy");
+    try {
+      const res = await call("POST", `${api}/${id}/${path}`, body);
+      const box = res.box;
+      const alpha = await fetchAlpha(box);
+      if (alpha.version !== res.version) {  // edited elsewhere too (another tab): take it all
+        await loadSession();
+      } else {
+        putAlpha(box, alpha.bytes);
+        if (state.view === "trimap")
+          state.trimap = await loadImage(`${api}/${id}/trimap.png?v=${res.version}`);
+        draw(state.view === "trimap" ? null : box);
+      }
+      state.version = res.version;
+      document.body.dataset.version = String(res.version);
+      const waited = Math.round(performance.now() - since);
+      document.body.dataset.waitedMs = String(waited);
+      document.body.dataset.serverMs = String(res.ms);
+      state.history = res;
+      updateButtons();
+      setStatus(`${res.note || done} Drawn ${waited} ms after ${stroke ? "mouse-up" : "the click"}.`);
+    } catch (err) {
+      setStatus(err.message, "error");
+    } finally {
+      if (stroke) {
+        state.pending.splice(state.pending.indexOf(stroke), 1);
+        drawOverlay();
+      }
+    }
+  });
 }
 
 async function upload(file) {
-  if (!file) return;
-  await run("Computing the automatic cutout…", async () => {
+  if (!file || state.loading) return;
+  state.loading = true;
+  state.queue.length = 0;
+  setWorking();
+  updateButtons();
+  setStatus("Computing the automatic cutout…", "busy");
+  try {
     const form = new FormData();
     form.append("image", file, file.name);
     const made = await call("POST", api, form);
     state.id = made.id;
-    state.images = {};
     localStorage.setItem("shm-session", made.id);
-    await syncInfo();
-    await refresh();
-    fit();
-    viewport.classList.add("has-image");
-    return `Automatic cutout ready (${made.width}×${made.height}). Paint to fix anything.`;
-  });
-}
-
-async function edit(path, body, label) {
-  if (!state.id) return;
-  await run(label, async () => {
-    const res = await call("POST", `${api}/${state.id}/${path}`, body);
-    await syncInfo();
-    await refresh();
-    return `Updated in ${Math.round(res.ms)} ms.`;
-  });
+    await loadSession();
+    setStatus(`Automatic cutout ready (${made.width}×${made.height}). Paint to fix anything.`);
+  } catch (err) {
+    setStatus(err.message, "error");
+  } finally {
+    state.loading = false;
+    setWorking();
+    updateButtons();
+  }
 }
 
 function toImage(ev) {
@@ -182,48 +292,57 @@ function toImage(ev) {
   return [(ev.clientX - r.left) * (state.width / r.width), (ev.clientY - r.top) * (state.height / r.height)];
 }
 
-// painting and panning
+// painting and panning -------------------------------------------------------------------------
 let stroke = null, drag = null, spaceDown = false;
 viewport.addEventListener("pointerdown", (ev) => {
-  if (!state.id || state.busy) return;
+  if (!state.id || state.loading) return;
   if (state.tool === "pan" || spaceDown || ev.button === 1) {
     drag = { x: ev.clientX, y: ev.clientY, px: state.panX, py: state.panY };
-  } else if (state.tool === "select") {
-    edit("select", { points: [toImage(ev)] }, "Selecting the subject…");
+  } else if (state.tool === "select" && ev.button === 0) {
+    const remove = ev.shiftKey;
+    edit("select", { points: [toImage(ev)], remove },
+      remove ? "Removing the person under the cursor…" : "Selecting the subject…",
+      ev.timeStamp, remove ? "Removed the person under the cursor." : "Kept the clicked person.");
+    return;
   } else if (ev.button === 0) {
     stroke = { tool: state.tool, size: Number($("brush-size").value), points: [toImage(ev)] };
-    paintPreview();
+    if (stroke.tool === "refine") stroke.edge = Number($("edge-radius").value);
+    paintStroke(stroke, 0);
   } else return;
   viewport.setPointerCapture(ev.pointerId);
 });
 viewport.addEventListener("pointermove", (ev) => {
+  moveBrush(ev);
   if (drag) {
     state.panX = drag.px + ev.clientX - drag.x;
     state.panY = drag.py + ev.clientY - drag.y;
     applyTransform();
   } else if (stroke) {
     stroke.points.push(toImage(ev));
-    paintPreview();
+    paintStroke(stroke, stroke.points.length - 1);
   }
 });
-viewport.addEventListener("pointerup", () => {
+viewport.addEventListener("pointerup", (ev) => {
   drag = null;
   if (!stroke) return;
   const s = stroke;
   stroke = null;
-  edit("strokes", s, `Applying ${s.tool}…`).then(() => octx.clearRect(0, 0, overlay.width, overlay.height));
+  const body = { tool: s.tool, size: s.size, points: s.points };
+  if (s.edge) body.edge = s.edge;
+  edit("strokes", body, `Applying ${LABELS[s.tool]}…`, ev.timeStamp, `${LABELS[s.tool]} applied.`, s);
 });
-function paintPreview() {
-  const colors = { keep: "rgba(60,220,90,.45)", erase: "rgba(255,80,80,.45)", refine: "rgba(250,210,40,.45)" };
-  octx.clearRect(0, 0, overlay.width, overlay.height);
-  octx.strokeStyle = colors[stroke.tool];
-  octx.lineWidth = stroke.size;
-  octx.lineCap = octx.lineJoin = "round";
-  octx.beginPath();
-  stroke.points.forEach(([x, y], i) => (i ? octx.lineTo(x, y) : octx.moveTo(x, y)));
-  if (stroke.points.length === 1) octx.lineTo(stroke.points[0][0] + 0.01, stroke.points[0][1]);
-  octx.stroke();
+viewport.addEventListener("pointerleave", () => (brush.hidden = true));
+
+function moveBrush(ev) {
+  const painting = state.id && ["keep", "erase", "refine"].includes(state.tool) && !spaceDown;
+  brush.hidden = !painting;
+  if (!painting) return;
+  const r = viewport.getBoundingClientRect(), d = Number($("brush-size").value) * state.zoom;
+  brush.style.width = brush.style.height = `${d}px`;
+  brush.style.left = `${ev.clientX - r.left - d / 2}px`;
+  brush.style.top = `${ev.clientY - r.top - d / 2}px`;
 }
+
 viewport.addEventListener("wheel", (ev) => {
   if (!state.id) return;
   ev.preventDefault();
@@ -240,32 +359,63 @@ viewport.addEventListener("drop", (ev) => {
   upload(ev.dataTransfer.files[0]);
 });
 
-// controls
-$("upload").addEventListener("change", (ev) => upload(ev.target.files[0]));
+// controls -------------------------------------------------------------------------------------
+$("upload").addEventListener("change", (ev) => {
+  upload(ev.target.files[0]);
+  ev.target.value = "";  // choosing the same file again is a change too
+});
+const HINTS = {
+  keep: "Keep: paint over parts of the person that are missing.",
+  erase: "Erase: paint over what should not be in the cutout.",
+  refine: "Refine edge: paint along hair or a soft edge; the edge radius sets how far it may move.",
+  select: "Select subject: click a person to keep only them; Shift-click removes the person under the cursor.",
+  pan: "Pan: drag to move the view (or hold Space with any tool).",
+};
+function chooseTool(tool) {
+  state.tool = tool;
+  updateButtons();
+  if (state.id && !state.working) setStatus(HINTS[tool]);
+}
 for (const el of document.querySelectorAll("[data-tool]"))
-  el.addEventListener("click", () => { state.tool = el.dataset.tool; updateButtons({
-    can_undo: !$("undo").disabled, can_redo: !$("redo").disabled }); });
+  el.addEventListener("click", () => chooseTool(el.dataset.tool));
 $("brush-size").addEventListener("input", (ev) => ($("brush-size-value").textContent = ev.target.value));
-$("undo").addEventListener("click", () => edit("undo", undefined, "Undoing…"));
-$("redo").addEventListener("click", () => edit("redo", undefined, "Redoing…"));
-$("reset").addEventListener("click", () => edit("reset", undefined, "Back to the automatic result…"));
+$("edge-radius").addEventListener("input", (ev) => ($("edge-radius-value").textContent = ev.target.value));
+const undo = (since) => edit("undo", undefined, "Undoing…", since, "Undone.");
+const redo = (since) => edit("redo", undefined, "Redoing…", since, "Redone.");
+$("undo").addEventListener("click", (ev) => undo(ev.timeStamp));
+$("redo").addEventListener("click", (ev) => redo(ev.timeStamp));
+$("reset").addEventListener("click", (ev) =>
+  edit("reset", undefined, "Back to the automatic result…", ev.timeStamp,
+    "Back to the automatic result (Undo brings your edits back)."));
+const VIEWS = {
+  checker: "Showing the cutout on a checkerboard.", color: "Showing the cutout on a colour.",
+  image: "Showing the cutout on your background image.", original: "Showing the original photo.",
+  alpha: "Showing the alpha matte (white: person).", trimap: "Showing the trimap: green person, yellow unknown, dark background.",
+};
 $("view-mode").addEventListener("change", async (ev) => {
   state.view = ev.target.value;
-  if (state.view === "image" && !state.bgImage) setStatus("Choose a background image with Background….");
-  if (state.id) await refresh();
+  ev.target.blur();
+  if (!state.id) return;
+  if (state.view === "trimap")
+    state.trimap = await loadImage(`${api}/${state.id}/trimap.png?v=${state.version}`);
+  setStatus(state.view === "image" && !state.bgImage ? "Choose a background image with Background…." : VIEWS[state.view]);
+  draw();
 });
-$("bg-color").addEventListener("input", () => { $("view-mode").value = state.view = "color"; draw(); });
+$("bg-color").addEventListener("input", () => {
+  $("view-mode").value = state.view = "color";
+  if (state.id) { setStatus(VIEWS.color); draw(); }
+});
 $("bg-image").addEventListener("change", async (ev) => {
   const file = ev.target.files[0];
   if (!file) return;
   state.bgImage = await loadImage(URL.createObjectURL(file));
   $("view-mode").value = state.view = "image";
-  draw();
+  if (state.id) { setStatus(VIEWS.image); draw(); }
 });
 $("before-after").addEventListener("click", (ev) => {
   state.before = !state.before;
-  ev.target.setAttribute("aria-pressed", String(state.before));
-  draw();
+  ev.currentTarget.setAttribute("aria-pressed", String(state.before));
+  if (state.id) draw();
 });
 $("zoom-in").addEventListener("click", () => { const r = viewport.getBoundingClientRect(); zoomAt(1.25, r.width / 2, r.height / 2); });
 $("zoom-out").addEventListener("click", () => { const r = viewport.getBoundingClientRect(); zoomAt(0.8, r.width / 2, r.height / 2); });
@@ -279,7 +429,7 @@ $("download-jpg").addEventListener("click", () => {
   x.fillStyle = state.view === "color" ? $("bg-color").value : "#ffffff";
   x.fillRect(0, 0, c.width, c.height);
   if (state.view === "image") drawBackground(x, c.width, c.height, "image");
-  x.drawImage(state.images.cutout, 0, 0);
+  x.drawImage(cutout, 0, 0);
   c.toBlob((blob) => {
     const a = document.createElement("a");
     a.href = URL.createObjectURL(blob);
@@ -288,22 +438,27 @@ $("download-jpg").addEventListener("click", () => {
   }, "image/jpeg", 0.95);
 });
 document.addEventListener("keydown", (ev) => {
-  if (ev.target.tagName === "INPUT" && ev.target.type !== "range") return;
+  const t = ev.target;
+  if (t.tagName === "SELECT" || t.tagName === "TEXTAREA" || t.isContentEditable ||
+      (t.tagName === "INPUT" && t.type !== "range")) return;
   const key = ev.key.toLowerCase();
   if ((ev.ctrlKey || ev.metaKey) && key === "z") {
     ev.preventDefault();
-    edit(ev.shiftKey ? "redo" : "undo", undefined, ev.shiftKey ? "Redoing…" : "Undoing…");
+    if (ev.shiftKey) redo(ev.timeStamp); else undo(ev.timeStamp);
   } else if ((ev.ctrlKey || ev.metaKey) && key === "y") {
     ev.preventDefault();
-    edit("redo", undefined, "Redoing…");
-  } else if (ev.key === " ") { spaceDown = true; viewport.classList.add("panning"); }
-  else if (!ev.ctrlKey && !ev.metaKey) {
+    redo(ev.timeStamp);
+  } else if (ev.key === " ") {
+    spaceDown = true;
+    viewport.classList.add("panning");
+    ev.preventDefault();
+  } else if (!ev.ctrlKey && !ev.metaKey && !ev.altKey && state.id) {
     const tools = { k: "keep", e: "erase", r: "refine", s: "select" };
-    if (tools[key]) document.querySelector(`[data-tool=${tools[key]}]`).click();
-    if (key === "b") $("before-after").click();
-    if (key === "+" || key === "=") $("zoom-in").click();
-    if (key === "-") $("zoom-out").click();
-    if (key === "0") fit();
+    if (tools[key]) chooseTool(tools[key]);
+    else if (key === "b") $("before-after").click();
+    else if (key === "+" || key === "=") $("zoom-in").click();
+    else if (key === "-") $("zoom-out").click();
+    else if (key === "0") fit();
   }
 });
 document.addEventListener("keyup", (ev) => {
@@ -313,19 +468,25 @@ window.addEventListener("resize", () => state.id && fit());
 
 // resume the last session after a reload
 (async () => {
-  updateButtons({ can_undo: false, can_redo: false });
+  updateButtons();
   const saved = localStorage.getItem("shm-session");
   if (!saved) return;
   state.id = saved;
+  state.loading = true;
+  setWorking();
+  setStatus("Resuming your last photo…", "busy");
   try {
-    await run("Resuming your last photo…", async () => {
-      await syncInfo();
-      await refresh();
-      fit();
-      viewport.classList.add("has-image");
-      return "Resumed where you left off.";
-    });
+    await loadSession();
+    setStatus("Resumed where you left off.");
+  } catch {
+    state.id = null;
+    localStorage.removeItem("shm-session");
+    viewport.classList.remove("has-image");
+    document.body.classList.add("no-photo");
+    setStatus("Drop a photo of people to start.");
   } finally {
-    if (!state.width) { state.id = null; localStorage.removeItem("shm-session"); }
+    state.loading = false;
+    setWorking();
+    updateButtons();
   }
 })();
