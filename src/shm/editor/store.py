@@ -191,7 +191,10 @@ class SessionStore:
             with self._guard:
                 self._cache.pop(sid, None)
             trash = self.incoming / f".removed-{sid}"
-            os.rename(self.root / sid, trash)  # atomically out of sight, then deleted
+            try:
+                os.rename(self.root / sid, trash)  # atomically out of sight, then deleted
+            except OSError:  # removed meanwhile (another server on the same data dir)
+                return False
             shutil.rmtree(trash, ignore_errors=True)
             return True
         finally:
