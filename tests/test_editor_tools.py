@@ -147,3 +147,20 @@ def test_alpha_changes_only_inside_the_box_an_edit_returns(shipped, group, edit)
     assert not (changed & ~inside).any()
     assert np.array_equal(session.alpha_u8((top, left, bottom, right)),
                           session.alpha_u8()[top:bottom, left:right])
+
+
+def test_keep_and_erase_rerun_the_mnet_near_the_stroke_only(shipped, group, monkeypatch):
+    """Re-running the M-Net only on cells within REACH px of a stroke is close to re-running it
+    on every cell whose window sees the stroke (exact): same alpha to within 0.1 anywhere."""
+    from shm.editor import session as module
+
+    photo = group[0][:300, :400]
+    results = []
+    for reach in (shipped.tiles.margin, module.REACH):
+        monkeypatch.setattr(module, "REACH", reach)
+        session = EditSession(shipped, photo)
+        session.stroke("erase", 20, [[150, 60], [290, 120]])
+        session.stroke("keep", 16, [[330, 150], [380, 260]])
+        results.append(session.canvas.alpha()[0, 0].numpy())
+    exact, near = results
+    assert np.abs(exact - near).max() < 0.1 and np.abs(exact - near).mean() < 1e-3

@@ -2,7 +2,7 @@
 
 Every edit is a constraint on the trimap probabilities (``keep`` forces foreground, ``erase``
 background), followed by the same fusion as the automatic path, recomputed only over the tiles
-the edit touched; ``refine`` writes the refined alpha as soft foreground/background
+near the stroke (``REACH``); ``refine`` writes the refined alpha as soft foreground/background
 probabilities (``shm.editor.tools.refine_edge``), and select subject erases the other people
 (``shm.editor.tools.split_subject``). Reset is an edit too. Every edit returns a ``Change``: the
 box where alpha may differ, which is all a client needs to fetch again. Each applied edit keeps the patches it
@@ -28,6 +28,11 @@ from shm.inference.tiles import TiledCanvas
 
 TOOLS = {"keep": tri.FOREGROUND, "erase": tri.BACKGROUND, "refine": tri.UNKNOWN}
 DEFAULT_EDGE = 6  # refine's edge radius in pixels
+# keep/erase re-run the M-Net on the cells within REACH px of the stroke. Re-running every cell
+# whose window sees the stroke (REACH = the margin, 80 px) would be exact; the rest change little
+# (8 strokes on a 1 MP photo: largest alpha difference 0.08, 751 pixels off by more than 1/255)
+# and 12 MP strokes take 10-40% less time.
+REACH = 16
 Box = tuple[int, int, int, int]  # top, left, bottom, right in image pixels
 DEFAULT_HISTORY_BYTES = 256 * 1024**2
 MAX_COORD = 1e6  # |x|, |y| of stroke points in pixels; far beyond any image, far below int32 / 16
@@ -251,7 +256,7 @@ class EditSession:
         cv = self.canvas
         m, t = cv.cfg.margin, cv.cfg.tile
         top, left, bottom, right = box
-        cells = cv.cells_in_box(top, left, bottom, right)
+        cells = self._cells_near(mask, box)
         r0 = min(r for r, _ in cells) * t
         r1 = (max(r for r, _ in cells) + 1) * t + 2 * m
         c0 = min(c for _, c in cells) * t
@@ -263,6 +268,17 @@ class EditSession:
         region[:, torch.from_numpy(np.ascontiguousarray(mask))] = value[:, None]
         self.matter.refine(cv, cells)
         return self._commit(patch, op)
+
+    def _cells_near(self, mask: np.ndarray, box: Box) -> set[tuple[int, int]]:
+        """Cells (row, col) within ``REACH`` pixels of ``mask`` (the size of ``box``)."""
+        t = self.canvas.cfg.tile
+        pad = np.pad(mask.astype(np.uint8), REACH)
+        near = cv2.dilate(pad, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * REACH + 1,) * 2))
+        rows, cols = np.nonzero(near)
+        rows, cols = rows + box[0] - REACH, cols + box[1] - REACH
+        inside = (rows >= 0) & (rows < self.height) & (cols >= 0) & (cols < self.width)
+        cells = np.unique(np.stack([rows[inside] // t, cols[inside] // t], 1), axis=0)
+        return {(int(r), int(c)) for r, c in cells}
 
     def _refine(self, op: dict, mask: np.ndarray, box: Box, edge: int) -> Change:
         """Write ``refine_edge``'s alpha under ``mask`` (the stroke over ``box``) as soft
