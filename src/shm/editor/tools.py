@@ -87,7 +87,7 @@ def split_subject(image: np.ndarray, alpha: np.ndarray, points: np.ndarray, remo
     (ridges of the matte's distance map with background right above them) is split by a
     watershed over the photo's colour edges, grown from each head's spine (the column below it)
     and from the clicks, which join the head nearest them across; a person in front of another
-    is so cut along their outline. Soft pixels (alpha > 0.05) go with the nearest person.
+    is so cut along their outline. Soft pixels go with the nearest person.
     Returns the (H, W) bool mask of pixels to drop and how many connected parts it has.
     """
     from skimage.segmentation import watershed
@@ -123,7 +123,7 @@ def split_subject(image: np.ndarray, alpha: np.ndarray, points: np.ndarray, remo
     # every grid pixel takes the side of the nearest matte pixel, then back to full size
     side = person[nearest[0], nearest[1]]
     drop = cv2.resize(side.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
-    return drop & (alpha > 0.05), count
+    return drop & (alpha >= 0.5 / 255), count
 
 
 def _heads(fg: np.ndarray, dist: np.ndarray) -> np.ndarray:
