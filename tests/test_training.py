@@ -254,3 +254,23 @@ def test_torchrun_ddp_two_processes(fake_data, tmp_path, tiny_weights):
     errors = [line for line in res.stderr.splitlines() if "error" in line.lower()][:5]
     assert res.returncode == 0, "\n".join(errors) + res.stderr[-1500:]
     assert load_pretrained(out) is not None
+
+
+def test_augmented_tnet_run_resumes_and_clears_a_half_written_checkpoint(fake_data, tmp_path,
+                                                                          tiny_weights):
+    """A kill during a checkpoint write leaves a temporary file; the resumed run removes it
+    and continues the augmented, source-balanced run to its last step."""
+    cfg = _cfg(fake_data, tmp_path, tiny_weights, stage="tnet", steps=2, augment=True)
+    train(cfg, progress=False)
+    stale = cfg.out / ".checkpoint.pt.x1y2.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    cfg.steps = 3
+    steps = []
+    train(cfg, resume=True, progress=False, on_step=lambda s, loss: steps.append(s))
+    assert steps == [3] and not stale.exists()
+
+
+def test_augment_is_refused_outside_the_tnet_stage(fake_data, tmp_path, tiny_weights):
+    cfg = _cfg(fake_data, tmp_path, tiny_weights, stage="mnet", augment=True)
+    with pytest.raises(ValueError, match="tnet stage only"):
+        train(cfg, progress=False)

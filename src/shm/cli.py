@@ -15,6 +15,7 @@ from rich.console import Console
 from shm.data.datasets import LAYOUTS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Fully automatic human matting: cutouts, evaluation, training, editor.")
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -30,6 +31,7 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def _load(weights: Path | None, **kwargs):
     from shm.inference.predictor import load_model
 
+    err.print("Loading the model...", highlight=False)
     try:
         return load_model(weights, **kwargs)
     except (FileNotFoundError, ValueError) as e:
@@ -75,7 +77,8 @@ def cutout(
     fmt: str = typer.Option("rgba", "--format", help="rgba (PNG), alpha (8-bit PNG) or jpg."),
     background: str | None = typer.Option(None, help="Colour (name or #rrggbb) or image file "
                                              "to put behind the subject (jpg: white by default)."),
-    overwrite: bool = typer.Option(False, help="Replace existing output files."),
+    overwrite: bool = typer.Option(False, help="Replace existing output files (else they are "
+                                   "skipped)."),
     weights: Path | None = typer.Option(None, help="Model folder; default: the shipped model."),
     max_pixels: int = typer.Option(50_000_000, help="Refuse images with more pixels than this."),
 ) -> None:
@@ -95,10 +98,11 @@ def cutout(
     failed = [(spec, "no such file, folder or matching glob") for spec in failures]
     names = output_names([rel for _, rel in files], fmt)
     model = _load(weights, max_pixels=max_pixels)
-    done, written = 0, {}
+    done, skipped, written = 0, 0, {}
     with _progress() as bar:
         task = bar.add_task("cutout", total=len(files))
         for path, rel in files:
+            bar.update(task, description=f"cutout {rel}")
             target = output / names[rel]
             first = written.setdefault(target.as_posix().casefold(), path)
             try:
@@ -106,13 +110,17 @@ def cutout(
                     raise FileExistsError(f"{target} is the cutout of {first} already; cut this "
                                           "one out into another folder or rename it")
                 if target.exists() and not overwrite:
-                    raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
+                    skipped += 1
+                    bar.advance(task)
+                    continue
                 write_bytes_atomic(target, render(model.predict(path), fmt, background), overwrite)
                 done += 1
             except (ImageError, FileExistsError, ValueError, OSError) as e:
                 failed.append((str(path), str(e).rstrip(".")))
             bar.advance(task)
-    err.print(f"{done} written to {output}, {len(failed)} failed.", highlight=False)
+        bar.update(task, description="cutout")
+    kept = f", {skipped} skipped as they exist (--overwrite replaces them)" if skipped else ""
+    err.print(f"{done} written to {output}{kept}, {len(failed)} failed.", highlight=False)
     for name, reason in failed:
         err.print(f"  failed: {name}: {reason}.", highlight=False)
     if failed:
@@ -219,6 +227,9 @@ def train(
                              "fractions of the short side, drawn uniformly per sample."),
     flip: bool = typer.Option(True, help="refine: average the T-Net's trimaps with its mirror "
                               "image's, as inference does."),
+    augment: bool = typer.Option(False, help="tnet: scenes with more people, small people, "
+                                 "occluders, rotation, head and person blur, camera effects."),
+    balance: bool = typer.Option(True, help="Draw each photo source equally often."),
 ) -> None:
     """Train one stage (torchrun --nproc-per-node N shm train ... for DDP)."""
     from shm.paths import default_data_root
@@ -229,7 +240,7 @@ def train(
         fail(f"--crop {crop} is not a multiple of 32; use e.g. {crop // 32 * 32 or 32}.", 2)
     cfg = TrainConfig(stage, data or default_data_root(), out_dir, model, init, steps, batch_size,
                       crop, lr, checkpoint_every, seed=seed, workers=workers, real=real,
-                      band=_band(band), flip=flip)
+                      band=_band(band), flip=flip, augment=augment, balance=balance)
     try:
         result = run(cfg, resume=resume)
     except (FileNotFoundError, ValueError) as e:
@@ -327,11 +338,20 @@ def serve(
                                          "[::1] and --host); repeat for more."),
 ) -> None:
     """Start the interactive editor in the browser (http://HOST:PORT)."""
+    import socket
+
     import uvicorn
 
     from shm.editor.app import create_app
     from shm.paths import default_cache_dir
 
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as e:
+            fail(f"Cannot listen on {host}:{port} ({e.strerror}); is the editor already running? "
+                 f"Choose another port, e.g. shm serve --port {port + 1}.")
     matter = _load(weights, max_pixels=max_pixels)
     app_ = create_app(matter, data_dir=data_dir or default_cache_dir() / "editor",
                       max_upload_mb=max_upload_mb, max_pixels=max_pixels, workers=workers,
@@ -339,10 +359,7 @@ def serve(
                       server_history_mb=server_history_mb, session_hours=session_hours,
                       allowed_hosts=[*allow_host, host])
     err.print(f"shm editor on http://{host}:{port}  (Ctrl+C stops it)", highlight=False)
-    try:
-        uvicorn.run(app_, host=host, port=port, log_level="warning")
-    except OSError as e:
-        fail(f"Cannot listen on {host}:{port} ({e.strerror}); choose another --port.")
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
 def main() -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
 
 from shm import trimap as tri
+from shm.data import augment as aug
 from shm.data.composite import cached_foreground, composite, photo_background
 from shm.data.transforms import colour_jitter, cut, place, random_background, resize, window
 from shm.models.shm import reduced_size
@@ -29,6 +31,9 @@ class SampleSpec:
     (long side ``view``), so the M-Net can train on the T-Net's own trimaps.
     With probability ``real`` a sample keeps the photo's own background (no colour jitter then),
     so the T-Net also learns from real scenes, not only from composites.
+    augment: for mode 'tnet', build each sample as a scene (``shm.data.augment``: more people,
+    small people, occluders, rotation, head and person blur, the camera's photometric changes)
+    instead of the plain scale, crop, flip and colour jitter.
     """
 
     mode: str
@@ -38,6 +43,7 @@ class SampleSpec:
     trimap_width: tuple[float, float] = (0.005, 0.02)  # fraction of the short side
     real: float = 0.0  # probability of keeping the photo's own background instead of compositing
     view: int = 448  # 'refine': the T-Net's input long side
+    augment: aug.AugmentConfig | None = None
 
 
 class PeopleMatting(torch.utils.data.Dataset):
@@ -49,6 +55,8 @@ class PeopleMatting(torch.utils.data.Dataset):
     whole image at the T-Net's size (h, w) in its top-left corner, zeros elsewhere; and
     ``geometry`` (6,) int64: h, w, the whole image's height and width at the crop's scale, and
     the crop's top and left in it.
+    Augmented 'tnet' items hold ``image``, ``alpha`` and ``trimap`` only (a scene has no single
+    foreground and background).
     Item i with epoch e is deterministic given ``seed`` (call ``set_epoch``).
     """
 
@@ -56,6 +64,8 @@ class PeopleMatting(torch.utils.data.Dataset):
                  cache_dir: str | Path | None = None) -> None:
         if spec.mode not in MODES:
             raise ValueError(f"Unknown sample mode {spec.mode!r}; choose one of {MODES}.")
+        if spec.augment is not None and spec.mode != "tnet":
+            raise ValueError("Scene augmentation is for the 'tnet' mode only.")
         root = Path(root)
         people = root / "people"
         listing = people / f"{split}.txt"
@@ -69,6 +79,7 @@ class PeopleMatting(torch.utils.data.Dataset):
             raise FileNotFoundError(f"No background photos in {root / 'backgrounds'}.")
         self.spec, self.seed, self.epoch = spec, seed, 0
         self.cache_dir = Path(cache_dir or default_cache_dir() / "foreground")
+        self._photometric = aug.photometric() if spec.augment else None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -76,18 +87,101 @@ class PeopleMatting(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.names)
 
+    def source_weights(self) -> np.ndarray:
+        """(N,) sampling probabilities that give each source (``source_of``) an equal share."""
+        sources = [source_of(n) for n in self.names]
+        counts = {s: sources.count(s) for s in set(sources)}
+        weights = np.array([1 / (counts[s] * len(counts)) for s in sources])
+        return weights / weights.sum()
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.epoch, index])
+        fg, alpha = self._person(index)
+        real = self.spec.real > 0 and rng.random() < self.spec.real
+        if real:
+            photo = self._photo(self.images / f"{self.names[index]}.jpg")
+            bg = photo_background(photo, fg, alpha)
+        else:
+            bg = self._photo(self.backgrounds[rng.integers(len(self.backgrounds))])
+        if self.spec.augment is not None:
+            return self._scene(fg, alpha, bg, rng, real)
+        return self._sample(fg, alpha, bg, rng, real)
+
+    def _person(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Foreground colours (H, W, 3) and alpha (H, W) of photo ``index``, float32 in [0, 1]."""
         name = self.names[index]
         ipath, apath = self.images / f"{name}.jpg", self.alphas / f"{name}.png"
         fg = cached_foreground(ipath, apath, self.cache_dir).astype(np.float32) / 255
-        alpha = np.asarray(Image.open(apath).convert("L"), np.float32) / 255
-        if self.spec.real > 0 and rng.random() < self.spec.real:
-            photo = np.asarray(Image.open(ipath).convert("RGB"), np.float32) / 255
-            return self._sample(fg, alpha, photo_background(photo, fg, alpha), rng, real=True)
-        bg_path = self.backgrounds[rng.integers(len(self.backgrounds))]
-        bg = np.asarray(Image.open(bg_path).convert("RGB"), np.float32) / 255
-        return self._sample(fg, alpha, bg, rng)
+        return fg, np.asarray(Image.open(apath).convert("L"), np.float32) / 255
+
+    @staticmethod
+    def _photo(path: Path) -> np.ndarray:
+        return np.asarray(Image.open(path).convert("RGB"), np.float32) / 255
+
+    def _scene(self, fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray,
+               rng: np.random.Generator, real: bool) -> dict[str, torch.Tensor]:
+        """A 'tnet' sample built as a scene: the person at the T-Net's inference scale (or small),
+        maybe with more people and an occluder, rotated, flipped, cut to the crop, then the
+        head, person and camera augmentations. bg: a background photo, or with ``real`` the
+        photo's own background (aligned with fg)."""
+        spec, cfg, crop = self.spec, self.spec.augment, self.spec.crop
+        h, w = alpha.shape
+        small = not real and rng.random() < cfg.small
+        scale = (rng.uniform(0.1, 0.4) * crop / h if small
+                 else rng.uniform(*spec.long_side) / max(h, w))
+        size = (max(8, round(h * scale)), max(8, round(w * scale)))
+        fg, alpha = resize(fg, size), np.clip(resize(alpha, size), 0, 1)
+        canvas = (max(crop, size[0]), max(crop, size[1]))
+        top = int(rng.integers(0, canvas[0] - size[0] + 1))
+        left = int(rng.integers(0, canvas[1] - size[1] + 1))
+        if real:
+            image = composite(fg, resize(bg, size), alpha)
+            pad = (top, canvas[0] - size[0] - top, left, canvas[1] - size[1] - left)
+            image = cv2.copyMakeBorder(image, *pad, cv2.BORDER_REFLECT_101)
+            scene_alpha = cv2.copyMakeBorder(alpha, *pad, cv2.BORDER_REFLECT_101)
+            layers = []
+        else:
+            image = random_background(bg, canvas, rng).astype(np.float32)
+            scene_alpha = np.zeros(canvas, np.float32)
+            layers = [(fg, alpha, top, left)]
+        if rng.random() < cfg.crowd:
+            layers += self._others(int(rng.integers(1, 4)), size[0], canvas, rng)
+            rng.shuffle(layers)
+        for layer in layers:
+            image, scene_alpha = aug.paste(image, scene_alpha, *layer)
+        if rng.random() < cfg.occluder:
+            texture = self._photo(self.backgrounds[rng.integers(len(self.backgrounds))])
+            image, scene_alpha = aug.occluder(image, scene_alpha, texture, rng)
+        if rng.random() < cfg.rotate:
+            image, scene_alpha = aug.rotate(image, scene_alpha, rng.uniform(-1, 1) * cfg.max_angle)
+        if rng.random() < 0.5:
+            image, scene_alpha = image[:, ::-1], scene_alpha[:, ::-1]
+        r, c = window(canvas, crop, None, rng)
+        image, scene_alpha = cut(image, r, c, crop), cut(scene_alpha, r, c, crop)
+        if rng.random() < cfg.head:
+            image = aug.obscure_head(image, scene_alpha, rng)
+        if rng.random() < cfg.person_blur:
+            image = aug.blur_people(image, scene_alpha, rng)
+        if rng.random() < cfg.photometric:
+            image = aug.jitter_photometric(self._photometric, image, rng)
+        width = max(1, round(rng.uniform(*spec.trimap_width) * min(size)))
+        return {"image": _chw(image),
+                "alpha": torch.from_numpy(np.ascontiguousarray(scene_alpha))[None],
+                "trimap": torch.from_numpy(tri.to_classes(tri.from_alpha(scene_alpha, width)))}
+
+    def _others(self, count: int, height: int, canvas: tuple[int, int],
+                rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray, int, int]]:
+        """``count`` other people as (fg, alpha, top, left) layers about ``height`` tall (their
+        photo's height), spread across a canvas of (height, width) = ``canvas``."""
+        layers = []
+        for index in rng.integers(len(self.names), size=count):
+            fg, alpha = self._person(int(index))
+            s = height * rng.uniform(0.6, 1.2) / alpha.shape[0]
+            size = (max(8, round(alpha.shape[0] * s)), max(8, round(alpha.shape[1] * s)))
+            top = int(rng.integers(min(0, canvas[0] - size[0]), max(1, canvas[0] - size[0] // 2)))
+            left = int(rng.integers(-size[1] // 2, max(1, canvas[1] - size[1] // 2)))
+            layers.append((resize(fg, size), np.clip(resize(alpha, size), 0, 1), top, left))
+        return layers
 
     def _sample(self, fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray,
                 rng: np.random.Generator, real: bool = False) -> dict[str, torch.Tensor]:
@@ -153,6 +247,11 @@ class PeopleMatting(torch.utils.data.Dataset):
         return {"image": _chw(image), "fg": _chw(fg), "bg": _chw(bg),
                 "alpha": torch.from_numpy(np.ascontiguousarray(alpha))[None],
                 "trimap": torch.from_numpy(classes)}
+
+
+def source_of(name: str) -> str:
+    """The source group of a photo by its name: 'ccp' (the street-fashion set) or 'other'."""
+    return "ccp" if name.startswith("ccp_") else "other"
 
 
 def _random_pixel(mask: np.ndarray, rng: np.random.Generator) -> tuple[int, int] | None:

@@ -11,7 +11,7 @@ import json
 import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from shm import metrics
 from shm import trimap as tri
 from shm.config import build_model, get_config
+from shm.data.augment import AugmentConfig
 from shm.data.people import PeopleMatting, SampleSpec
 from shm.fileio import atomic_write
 from shm.models.fusion import fuse
@@ -60,12 +61,20 @@ class TrainConfig:
     # for the 'mnet' stage was tried and scored worse than the 'refine' stage; model card.)
     band: tuple[float, float] = (0.005, 0.02)
     flip: bool = True  # 'refine': T-Net trimaps averaged with the mirror image's, as at inference
+    # 'tnet': scenes with more people, occluders, blur, camera effects (shm.data.augment), the
+    # person at long side ``tnet_long_side`` +-15% (the inference scale) or small
+    augment: bool = False
+    balance: bool = True  # draw each source ('ccp' street photos, the others) equally often
 
     def spec(self, tnet_long_side: int) -> SampleSpec:
         """How samples are cut; tnet_long_side: the model's, for the 'refine' stage's view."""
         if self.stage == "end2end":
             return SampleSpec("end2end", self.crop, long_side=(384, 640), real=self.real,
                               trimap_width=self.band)
+        if self.augment and self.stage == "tnet":
+            side = (round(tnet_long_side * 0.85), round(tnet_long_side * 1.15))
+            return SampleSpec("tnet", self.crop, long_side=side, real=self.real,
+                              trimap_width=self.band, augment=AugmentConfig())
         return SampleSpec(self.stage, self.crop, real=self.real, trimap_width=self.band,
                           view=tnet_long_side)
 
@@ -138,6 +147,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         raise ValueError(f"Unknown stage {cfg.stage!r}; choose one of {', '.join(STAGES)}.")
     if cfg.batch_size < 2:
         raise ValueError("Batch size must be at least 2 per process (batch norm needs it).")
+    if cfg.augment and cfg.stage != "tnet":
+        raise ValueError("--augment is for the tnet stage only.")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -159,6 +170,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         _log(cfg.out, {"init": str(cfg.init), "parts_from_init": loaded})
     step = 0
     ckpt_path = cfg.out / CHECKPOINT
+    for stale in cfg.out.glob(f".{CHECKPOINT}.*.tmp"):  # left by a kill during a write
+        stale.unlink(missing_ok=True)
     if resume and ckpt_path.is_file():
         state = torch.load(ckpt_path, map_location=device, weights_only=True)
         model.load_state_dict(state["model"], strict=True)
@@ -176,7 +189,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     with bar:
         while step < cfg.steps:
             epoch, offset = divmod(step, per_epoch)
-            order = np.random.default_rng([cfg.seed, epoch]).permutation(len(data))[rank::world]
+            order = _epoch_order(data, cfg, epoch)[rank::world]
             batches = [order[i * cfg.batch_size:(i + 1) * cfg.batch_size].tolist()
                        for i in range(offset, min(per_epoch, offset + cfg.steps - step))]
             data.set_epoch(epoch)
@@ -209,6 +222,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     return result
 
 
+def _epoch_order(data: PeopleMatting, cfg: TrainConfig, epoch: int) -> np.ndarray:
+    """Indices of one epoch: a permutation, or with ``cfg.balance`` a draw (with replacement)
+    that gives each source an equal share."""
+    rng = np.random.default_rng([cfg.seed, epoch])
+    if not cfg.balance:
+        return rng.permutation(len(data))
+    return rng.choice(len(data), size=len(data), p=data.source_weights())
+
+
 def _initial_model(cfg: TrainConfig) -> tuple[torch.nn.Module, list[str]]:
     """The model a stage starts from, and the parts taken from ``cfg.init``."""
     if cfg.init and cfg.model is None:
@@ -238,7 +260,8 @@ def validate(model: torch.nn.Module, stage: str, batches: list[dict[str, torch.T
 
 def _validation_batches(cfg: TrainConfig, tnet_long_side: int, device: torch.device
                         ) -> list[dict[str, torch.Tensor]]:
-    data = PeopleMatting(cfg.data, "val", cfg.spec(tnet_long_side), seed=cfg.seed + 1)
+    spec = replace(cfg.spec(tnet_long_side), augment=None)  # clean photos, comparable across runs
+    data = PeopleMatting(cfg.data, "val", spec, seed=cfg.seed + 1)
     n = min(cfg.val_images, len(data))
     items = [data[i] for i in range(n)]
     return [{k: torch.stack([it[k] for it in items[j:j + 4]]).to(device) for k in items[0]}

@@ -1,0 +1,148 @@
+"""Augmentation keeps labels exact: photometric changes leave the alpha, geometric ones move it
+with the image, occluders cut it, several people take the union."""
+
+import numpy as np
+import pytest
+from conftest import person_alpha
+from PIL import Image
+
+from shm import trimap as tri
+from shm.data import augment as aug
+from shm.data.people import PeopleMatting, SampleSpec, source_of
+
+
+def _person(h=120, w=90):
+    return person_alpha(h, w).astype(np.float32) / 255
+
+
+def test_paste_takes_the_union_of_people_and_cuts_under_an_occluder():
+    image, alpha = np.zeros((4, 4, 3), np.float32), np.full((4, 4), 0.5, np.float32)
+    layer = np.full((2, 2), 0.5, np.float32)
+    white = np.ones((2, 2, 3), np.float32)
+    img2, a2 = aug.paste(image, alpha, white, layer, 1, 3)  # half outside the canvas
+    assert a2[1, 3] == pytest.approx(0.75) and a2[0, 3] == 0.5 and a2[1, 2] == 0.5
+    assert img2[1, 3, 0] == pytest.approx(0.5) and img2[1, 2, 0] == 0
+    _, a3 = aug.paste(image, alpha, white, layer, 0, 0, occludes=True)
+    assert a3[0, 0] == pytest.approx(0.25) and a3[3, 3] == 0.5
+    assert alpha[1, 3] == 0.5  # inputs untouched
+
+
+def test_occluder_only_lowers_the_alpha_and_paints_where_it_lowered():
+    alpha = _person()
+    image = np.zeros((*alpha.shape, 3), np.float32)
+    texture = np.ones((50, 50, 3), np.float32)
+    lowered = 0
+    for seed in range(8):
+        img, a = aug.occluder(image, alpha, texture, np.random.default_rng(seed))
+        assert (a <= alpha + 1e-6).all()
+        changed = np.abs(img).sum(2) > 1e-6
+        assert not (changed & (alpha > 0.99) & (np.abs(a - alpha) < 1e-6)).any()
+        lowered += (a < alpha - 0.5).sum() > 0
+    assert lowered >= 6
+
+
+def test_rotation_moves_image_and_alpha_alike():
+    alpha = _person()
+    image = np.repeat(alpha[..., None], 3, 2)
+    img, a = aug.rotate(image, alpha, 12.0)
+    assert np.abs(img[..., 0] - a).max() < 1e-5
+    assert np.abs(a - alpha).max() > 0.5  # it did rotate
+
+
+def test_head_obscuring_changes_only_pixels_over_the_head():
+    alpha = _person(160, 100)
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 1, (*alpha.shape, 3)).astype(np.float32)
+    (cx, cy), (ax, ay) = aug.head_region(alpha)
+    rows = np.flatnonzero((alpha > 0.5).any(1))
+    assert rows[0] <= cy <= rows[0] + 0.4 * (rows[-1] - rows[0])
+    for seed in range(4):
+        out = aug.obscure_head(image, alpha, np.random.default_rng(seed))
+        changed = np.abs(out - image).max(2) > 1e-6
+        ys, xs = np.nonzero(changed)
+        assert changed.sum() > 0.3 * np.pi * ax * ay
+        assert (((xs - cx) / (ax + 1)) ** 2 + ((ys - cy) / (ay + 1)) ** 2 <= 1.05).all()
+    assert aug.obscure_head(image, np.zeros_like(alpha), rng) is image
+
+
+def test_person_blur_leaves_the_far_background_alone():
+    alpha = np.zeros((200, 200), np.float32)
+    alpha[60:140, 80:120] = 1
+    image = np.random.default_rng(0).uniform(0, 1, (200, 200, 3)).astype(np.float32)
+    out = aug.blur_people(image, alpha, np.random.default_rng(1))
+    assert np.abs(out - image)[:20].max() == 0
+    assert np.abs(out - image)[70:130, 90:110].mean() > 0.05
+
+
+def test_photometric_chain_is_seeded_and_keeps_shape_and_range():
+    chain = aug.photometric()
+    image = np.random.default_rng(0).uniform(0, 1, (64, 48, 3)).astype(np.float32)
+    outs = [aug.jitter_photometric(chain, image, np.random.default_rng(s)) for s in (5, 5, 6)]
+    for out in outs:
+        assert out.shape == image.shape and out.dtype == np.float32
+        assert out.min() >= 0 and out.max() <= 1
+    assert np.array_equal(outs[0], outs[1])
+    changed = [not np.allclose(aug.jitter_photometric(chain, image, np.random.default_rng(s)), image)
+               for s in range(10)]
+    assert sum(changed) >= 7
+
+
+def _white_people_on_black(root):
+    """Make every photo its own alpha (white people on black) and every background black: a
+    clean composite is then its alpha."""
+    for path in (root / "people/images").glob("*.jpg"):
+        alpha = np.asarray(Image.open(root / "people/alphas" / f"{path.stem}.png"))
+        Image.fromarray(np.repeat(alpha[..., None], 3, 2)).save(path, quality=100)
+    for path in (root / "backgrounds").glob("*.jpg"):
+        Image.fromarray(np.zeros((*Image.open(path).size[::-1], 3), np.uint8)).save(path)
+
+
+@pytest.mark.parametrize("real", [0.0, 1.0])
+def test_scene_samples_show_their_own_alpha(fake_data, real):
+    """With crowds, small people, rotation and flips but no photometric change, every pixel of
+    the image is its label (white people on black): the alpha moved with the image exactly."""
+    _white_people_on_black(fake_data)
+    cfg = aug.AugmentConfig(photometric=0, person_blur=0, head=0, occluder=0, crowd=1, small=0.5,
+                            rotate=1)
+    data = PeopleMatting(fake_data, "train", SampleSpec("tnet", 96, (80, 120), real=real,
+                                                        augment=cfg))
+    crowds = 0
+    for i in range(len(data)):
+        item = data[i]
+        assert set(item) == {"image", "alpha", "trimap"}
+        assert item["image"].shape == (3, 96, 96) and item["trimap"].shape == (96, 96)
+        image, alpha = item["image"].numpy(), item["alpha"][0].numpy()
+        error = np.abs(image[0] - alpha)  # a shift of one pixel would give errors near 1
+        assert error.max() < 0.08 and error.mean() < 0.005  # JPEG photos, estimated foreground
+        trimap = item["trimap"].numpy()
+        assert (alpha[trimap == tri.FOREGROUND] > 0.99).all()
+        assert (alpha[trimap == tri.BACKGROUND] < 0.01).all()
+        crowds += alpha.sum() > 0
+    assert crowds == len(data)
+
+
+def test_scene_samples_are_reproducible_and_change_with_the_epoch(fake_data):
+    spec = SampleSpec("tnet", 64, (60, 90), real=0.5, augment=aug.AugmentConfig())
+    a, b = PeopleMatting(fake_data, "train", spec, seed=1), PeopleMatting(fake_data, "train", spec, seed=1)
+    assert all(a[i]["image"].equal(b[i]["image"]) for i in range(len(a)))
+    first = a[0]["image"]
+    a.set_epoch(1)
+    assert not a[0]["image"].equal(first)
+
+
+def test_scene_augmentation_is_refused_outside_the_tnet_mode(fake_data):
+    with pytest.raises(ValueError, match="tnet"):
+        PeopleMatting(fake_data, "train", SampleSpec("mnet", 64, augment=aug.AugmentConfig()))
+
+
+def test_source_weights_give_each_source_an_equal_share(fake_data):
+    names = ["ccp_0001", "ccp_0002", "ccp_0003", "p0"]
+    (fake_data / "people/train.txt").write_text("\n".join(names))
+    for i, name in enumerate(names[:3]):
+        for sub, ext in (("images", "jpg"), ("alphas", "png")):
+            src = fake_data / "people" / sub / f"p{i + 1}.{ext}"
+            src.rename(src.with_name(f"{name}.{ext}"))
+    data = PeopleMatting(fake_data, "train", SampleSpec("tnet", 64))
+    w = data.source_weights()
+    assert [source_of(n) for n in names] == ["ccp", "ccp", "ccp", "other"]
+    assert w[:3].sum() == pytest.approx(0.5) and w[3] == pytest.approx(0.5)
