@@ -45,13 +45,15 @@ def test_cutout_alpha_and_jpg_formats(photos, tmp_path, tiny_weights):
     assert Image.open(out / "a.jpg").format == "JPEG"
 
 
-def test_cutout_never_overwrites_without_flag(photos, tmp_path, tiny_weights):
+def test_cutout_skips_existing_outputs_without_flag(photos, tmp_path, tiny_weights):
     out = tmp_path / "out"
     args = ["cutout", str(photos / "a.jpg"), "-o", str(out), "--weights", str(tiny_weights)]
-    assert runner.invoke(app, args).exit_code == 0
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0 and "Loading the model..." in first.output
     (out / "a.png").write_bytes(b"keep me")
     res = runner.invoke(app, args)
-    assert res.exit_code == 1 and "--overwrite" in res.output
+    assert res.exit_code == 0 and "0 written" in res.output and "1 skipped" in res.output
+    assert "--overwrite" in res.output and "0 failed" in res.output
     assert (out / "a.png").read_bytes() == b"keep me"
     assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0
     assert Image.open(out / "a.png").mode == "RGBA"
@@ -185,3 +187,20 @@ def test_train_rejects_a_bad_band_in_one_sentence(tmp_path, band, message):
     res = runner.invoke(app, ["train", "--stage", "mnet", "--out", str(tmp_path), "--band", band])
     assert res.exit_code == 2 and message in res.output
     assert not any(tmp_path.iterdir())  # nothing trained, nothing written
+
+
+def test_short_help_option():
+    res = runner.invoke(app, ["cutout", "-h"])
+    assert res.exit_code == 0 and "--overwrite" in res.output
+
+
+def test_serve_says_when_the_port_is_taken():
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        res = runner.invoke(app, ["serve", "--port", str(port)])
+    assert res.exit_code == 1 and f"--port {port + 1}" in res.output
+    assert "Loading the model" not in res.output  # checked before the slow part
