@@ -168,7 +168,7 @@ def create_app(matter: Matter | None = None, weights: str | Path | None = None,
         if len(data) > max_bytes:
             raise HTTPException(413, too_large)
         if not data:
-            raise HTTPException(400, "The upload is empty; choose a JPEG, PNG or WebP photo.")
+            raise HTTPException(400, "The upload is empty; choose a JPEG, PNG, WebP, TIFF or BMP photo.")
         return data
 
     def store() -> SessionStore:

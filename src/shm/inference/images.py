@@ -69,7 +69,7 @@ def _open(data: bytes, name: str) -> Image.Image:
                          "which looks like a decompression bomb; downscale it if it is a real "
                          "photo.") from err
     except UnidentifiedImageError as err:
-        raise ImageError(f"{name} is not an image Pillow can read; use JPEG, PNG, WebP, "
+        raise ImageError(f"{name} is not an image in a supported format; use JPEG, PNG, WebP, "
                          "TIFF or BMP.") from err
     except MemoryError:
         raise
