@@ -84,7 +84,7 @@ class EditSession:
         self.version = self.base = 0
         if state is None:
             self.canvas = matter.canvas(image)
-            matter.refine(self.canvas)
+            matter.run_mnet(self.canvas)
         else:
             self._restore_state(*state)
 
@@ -195,7 +195,7 @@ class EditSession:
             rows, cols = slice(0, self.canvas.probs.shape[2]), slice(0, self.canvas.probs.shape[3])
             patch = _Patch(rows, cols, self._grab(rows, cols))
             fresh = self.matter.canvas(self.image)
-            self.matter.refine(fresh)
+            self.matter.run_mnet(fresh)
             self.canvas.probs.copy_(fresh.probs)
             self.canvas.alpha_r.copy_(fresh.alpha_r)
         return self._commit(patch, {"op": "reset"})
@@ -266,19 +266,22 @@ class EditSession:
         value[cls] = 1
         region = cv.probs[0, :, m + top:m + bottom, m + left:m + right]
         region[:, torch.from_numpy(np.ascontiguousarray(mask))] = value[:, None]
-        self.matter.refine(cv, cells)
+        self.matter.run_mnet(cv, cells)
         return self._commit(patch, op)
 
     def _cells_near(self, mask: np.ndarray, box: Box) -> set[tuple[int, int]]:
         """Cells (row, col) within ``REACH`` pixels of ``mask`` (the size of ``box``)."""
         t = self.canvas.cfg.tile
-        pad = np.pad(mask.astype(np.uint8), REACH)
-        near = cv2.dilate(pad, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * REACH + 1,) * 2))
-        rows, cols = np.nonzero(near)
-        rows, cols = rows + box[0] - REACH, cols + box[1] - REACH
-        inside = (rows >= 0) & (rows < self.height) & (cols >= 0) & (cols < self.width)
-        cells = np.unique(np.stack([rows[inside] // t, cols[inside] // t], 1), axis=0)
-        return {(int(r), int(c)) for r, c in cells}
+        top, left = box[0] - REACH, box[1] - REACH  # where the grown mask starts
+        near = cv2.dilate(np.pad(mask.astype(np.uint8), REACH),
+                          cv2.getStructuringElement(cv2.MORPH_RECT, (2 * REACH + 1,) * 2))
+        r0, c0 = top // t, left // t
+        h, w = near.shape
+        grid = np.zeros((-(-(top - r0 * t + h) // t) * t, -(-(left - c0 * t + w) // t) * t), bool)
+        grid[top - r0 * t:top - r0 * t + h, left - c0 * t:left - c0 * t + w] = near
+        hit = grid.reshape(grid.shape[0] // t, t, grid.shape[1] // t, t).any(axis=(1, 3))
+        return {(int(r0 + r), int(c0 + c)) for r, c in zip(*np.nonzero(hit), strict=True)
+                if 0 <= r0 + r < self.canvas.rows and 0 <= c0 + c < self.canvas.cols}
 
     def _refine(self, op: dict, mask: np.ndarray, box: Box, edge: int) -> Change:
         """Write ``refine_edge``'s alpha under ``mask`` (the stroke over ``box``) as soft

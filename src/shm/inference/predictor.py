@@ -70,9 +70,13 @@ class Matter:
         return TiledCanvas(image, partial(self.model.trimap_logits, flip=self.flip), self.tiles)
 
     @torch.no_grad()
-    def refine(self, canvas: TiledCanvas, cells: set[tuple[int, int]] | None = None) -> np.ndarray:
-        """Run the M-Net where needed (within ``cells`` if given); return (H, W) float32 alpha."""
+    def run_mnet(self, canvas: TiledCanvas, cells: set[tuple[int, int]] | None = None) -> None:
+        """Run the M-Net where needed (within ``cells`` if given), updating ``canvas.alpha_r``."""
         canvas.run(self.model.mnet, canvas.cells_needing_mnet(cells))
+
+    def refine(self, canvas: TiledCanvas, cells: set[tuple[int, int]] | None = None) -> np.ndarray:
+        """``run_mnet``, then the whole (H, W) float32 alpha."""
+        self.run_mnet(canvas, cells)
         return canvas.alpha()[0, 0].numpy()
 
     def predict(self, image: ImageInput) -> Matte:
