@@ -1,3 +1,4 @@
+import base64
 import io
 
 import numpy as np
@@ -67,6 +68,11 @@ def test_keep_erase_refine_undo_redo_reset(client):
     assert res.status_code == 200 and res.json()["version"] == 1 and res.json()["ms"] >= 0
     kept = _alpha(client, sid)
     assert (kept[3:8, 5:20] == 255).all()
+    top, left, bottom, right = res.json()["box"]  # the answer carries the changed box's alpha
+    inline = np.frombuffer(base64.b64decode(res.json()["alpha"]), np.uint8)
+    assert np.array_equal(inline.reshape(bottom - top, right - left), kept[top:bottom, left:right])
+    raw = client.get(f"{url}/alpha.raw?top={top}&left={left}&bottom={bottom}&right={right}")
+    assert raw.content == inline.tobytes() and raw.headers["x-version"] == "1"
     client.post(f"{url}/strokes", json={"tool": "erase", "size": 12, "points": [[40, 48]]})
     erased = _alpha(client, sid)
     assert (erased[45:52, 37:44] == 0).all()

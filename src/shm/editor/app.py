@@ -6,6 +6,7 @@ Build it with ``create_app``; ``shm serve`` runs it with uvicorn.
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import logging
 import threading
@@ -34,6 +35,7 @@ from shm.inference.outputs import render
 from shm.inference.predictor import Matter
 
 STATIC = Path(__file__).parent / "static"
+INLINE_PIXELS = 4_000_000  # an edit's answer carries its box's alpha up to this size
 GONE = "No such session; it may have expired, so upload the photo again."
 Coord = Annotated[float, Field(ge=-MAX_COORD, le=MAX_COORD, allow_inf_nan=False)]
 Point = Annotated[list[Coord], Field(min_length=2, max_length=2)]
@@ -94,6 +96,8 @@ class Edited(BaseModel):
     note: str = ""
     can_undo: bool
     can_redo: bool
+    alpha: str | None = Field(None, description="The box's alpha, uint8 row by row in base64, "
+                                                "when the box is at most 4 MP (else fetch it).")
 
 
 def create_app(matter: Matter | None = None, weights: str | Path | None = None,
@@ -185,13 +189,16 @@ def create_app(matter: Matter | None = None, weights: str | Path | None = None,
                 session = st.get(sid)
                 change: Change = action(session)
                 st.save(sid, session)
+                top, left, bottom, right = change.box
+                small = (bottom - top) * (right - left) <= INLINE_PIXELS
+                alpha = base64.b64encode(session.alpha_u8(change.box)).decode() if small else None
         except UnknownSession:
             raise HTTPException(404, GONE) from None
         except EditError as e:
             raise HTTPException(409 if "Nothing to" in str(e) else 422, str(e)) from None
         return {"version": session.version, "ms": round((time.perf_counter() - start) * 1000, 1),
                 "box": list(change.box), "note": change.note, "can_undo": session.can_undo,
-                "can_redo": session.can_redo}
+                "can_redo": session.can_redo, "alpha": alpha}
 
     def inspect(sid: str, look):
         """``look(session)`` under the session's lock (worker thread)."""

@@ -65,9 +65,11 @@ class Matter:
         self.flip = flip
 
     @torch.no_grad()  # not inference_mode: the editor edits the canvas's tensors in place
-    def canvas(self, image: np.ndarray) -> TiledCanvas:
-        """T-Net trimap probabilities for an (H, W, 3) uint8 image, ready for tiled M-Net runs."""
-        return TiledCanvas(image, partial(self.model.trimap_logits, flip=self.flip), self.tiles)
+    def canvas(self, image: np.ndarray, tiles: TileConfig | None = None) -> TiledCanvas:
+        """T-Net trimap probabilities for an (H, W, 3) uint8 image, ready for tiled M-Net runs
+        (on ``tiles``, default ``self.tiles``)."""
+        return TiledCanvas(image, partial(self.model.trimap_logits, flip=self.flip),
+                           tiles or self.tiles)
 
     @torch.no_grad()
     def run_mnet(self, canvas: TiledCanvas, cells: set[tuple[int, int]] | None = None) -> None:

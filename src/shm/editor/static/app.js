@@ -2,8 +2,8 @@
 //
 // The page keeps the cutout as one RGBA buffer: the decontaminated foreground, fetched once per
 // photo, with the alpha in its 4th channel. An edit answers with the box where alpha changed;
-// the page fetches only that box's alpha (raw bytes), writes it into the buffer and redraws only
-// that box, so the wait after a stroke does not grow with the photo. Edits run one after another
+// the answer carries that box's alpha (or the page fetches it as raw bytes), the page writes it
+// into the buffer and redraws only that box, so the wait after a stroke does not grow with the photo. Edits run one after another
 // from a queue: a stroke made while another applies waits its turn and is never dropped.
 // document.body.dataset.version is the version whose result is drawn, set after drawing.
 "use strict";
@@ -57,11 +57,18 @@ function loadImage(url) {
 }
 
 // the cutout buffer ---------------------------------------------------------------------------
+// An edit's answer carries the alpha of the box it changed (base64), or the page fetches it.
 async function fetchAlpha([top, left, bottom, right]) {
   const url = `${api}/${state.id}/alpha.raw?top=${top}&left=${left}&bottom=${bottom}&right=${right}`;
   const res = await fetch(url);
   if (!res.ok) throw new Error((await res.json()).error || `The server answered ${res.status}.`);
   return { bytes: new Uint8Array(await res.arrayBuffer()), version: Number(res.headers.get("X-Version")) };
+}
+
+function decode(base64) {
+  const text = atob(base64), bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return bytes;
 }
 
 function putAlpha([top, left, bottom, right], bytes) {
@@ -235,7 +242,7 @@ function edit(path, body, label, since, done, stroke = null) {
     try {
       const res = await call("POST", `${api}/${id}/${path}`, body);
       const box = res.box;
-      const alpha = await fetchAlpha(box);
+      const alpha = res.alpha ? { bytes: decode(res.alpha), version: res.version } : await fetchAlpha(box);
       if (alpha.version !== res.version) {  // edited elsewhere too (another tab): take it all
         await loadSession();
       } else {
