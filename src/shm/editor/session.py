@@ -5,8 +5,8 @@ background), followed by the same fusion as the automatic path, recomputed only 
 near the stroke (``REACH``); ``refine`` writes the refined alpha as soft foreground/background
 probabilities (``shm.editor.tools.refine_edge``), and select subject erases the other people
 (``shm.editor.tools.split_subject``). Reset is an edit too. Every edit returns a ``Change``: the
-box where alpha may differ, which is all a client needs to fetch again. Each applied edit keeps the patches it
-replaced, so undo and redo are exact and cheap. The patches kept are bounded by a byte budget
+box where alpha may differ, which is all a client needs to fetch again. Each applied edit keeps
+the patches it replaced, so undo and redo are exact and cheap. The patches kept are bounded by a byte budget
 (``history_bytes``): past it, the oldest edits can no longer be undone. ``state()`` exports the
 canvas and history so a session can be rebuilt without running the model (``EditSession(...,
 state=...)``), however many edits it holds.

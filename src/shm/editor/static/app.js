@@ -403,9 +403,9 @@ $("view-mode").addEventListener("change", async (ev) => {
   state.view = ev.target.value;
   ev.target.blur();
   if (!state.id) return;
+  setStatus(state.view === "image" && !state.bgImage ? "Choose a background image with Background…." : VIEWS[state.view]);
   if (state.view === "trimap")
     state.trimap = await loadImage(`${api}/${state.id}/trimap.png?v=${state.version}`);
-  setStatus(state.view === "image" && !state.bgImage ? "Choose a background image with Background…." : VIEWS[state.view]);
   draw();
 });
 $("bg-color").addEventListener("input", () => {
