@@ -274,3 +274,24 @@ def test_augment_is_refused_outside_the_tnet_stage(fake_data, tmp_path, tiny_wei
     cfg = _cfg(fake_data, tmp_path, tiny_weights, stage="mnet", augment=True)
     with pytest.raises(ValueError, match="tnet stage only"):
         train(cfg, progress=False)
+
+
+def test_a_non_finite_loss_skips_its_step_and_leaves_the_weights_finite(fake_data, tmp_path,
+                                                                         tiny_weights, monkeypatch):
+    import shm.training.trainer as trainer
+
+    real_loss = trainer.stage_loss
+    calls = []
+
+    def poisoned(*args, **kwargs):
+        loss, alpha = real_loss(*args, **kwargs)
+        calls.append(1)
+        return (loss * float("nan"), alpha) if len(calls) == 2 else (loss, alpha)
+
+    monkeypatch.setattr(trainer, "stage_loss", poisoned)
+    cfg = _cfg(fake_data, tmp_path, tiny_weights, stage="tnet", steps=3)
+    train(cfg, progress=False)
+    weights = load_pretrained(cfg.out).state_dict().values()
+    assert all(torch.isfinite(v).all() for v in weights if v.is_floating_point())
+    log = [json.loads(line) for line in (cfg.out / "log.jsonl").read_text().splitlines()]
+    assert {"step": 2, "skipped": "non-finite loss"} in log

@@ -63,7 +63,8 @@ def jitter_photometric(chain: A.Compose, image: np.ndarray, rng: np.random.Gener
                        ) -> np.ndarray:
     """``chain`` applied to ``image`` with seeds drawn from ``rng`` (reproducible per sample)."""
     _seed(chain, rng)
-    out = chain(image=np.ascontiguousarray(image, np.float32))["image"]
+    # clipped first: float rounding can leave 1.0000001, where ISONoise returns NaN
+    out = chain(image=np.ascontiguousarray(np.clip(image, 0, 1), np.float32))["image"]
     return np.clip(out, 0, 1).astype(np.float32)
 
 

@@ -65,6 +65,7 @@ class TrainConfig:
     # person at long side ``tnet_long_side`` +-15% (the inference scale) or small
     augment: bool = False
     balance: bool = True  # draw each source ('ccp' street photos, the others) equally often
+    clip: float = 5.0  # gradient-norm clipping
 
     def spec(self, tnet_long_side: int) -> SampleSpec:
         """How samples are cut; tnet_long_side: the model's, for the 'refine' stage's view."""
@@ -203,8 +204,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                 batch = {k: v.to(device) for k, v in batch.items()}
                 loss, _ = stage_loss(net, cfg.stage, batch, model.tnet, cfg.flip)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                if _all_finite(loss, world):
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(part.parameters(), cfg.clip)
+                    opt.step()
+                elif rank == 0:  # one bad sample must not poison the weights
+                    _log(cfg.out, {"step": step + 1, "skipped": "non-finite loss"})
                 sched.step()
                 step += 1
                 bar.update(task, completed=step, loss=loss.item())
@@ -220,6 +225,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         save_pretrained(model, cfg.out)
         (cfg.out / "train_config.json").write_text(json.dumps(asdict(cfg), default=str, indent=2))
     return result
+
+
+def _all_finite(loss: torch.Tensor, world: int) -> bool:
+    """Whether the loss is finite on every process (all skip a step together under DDP)."""
+    finite = torch.isfinite(loss.detach()).float()
+    if world > 1:
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    return bool(finite.item())
 
 
 def _epoch_order(data: PeopleMatting, cfg: TrainConfig, epoch: int) -> np.ndarray:
