@@ -1,6 +1,7 @@
 """The editor server under concurrency, hostile requests and odd inputs (issue 14)."""
 
 import asyncio
+import gc
 import io
 import json
 import os
@@ -233,6 +234,34 @@ def test_json_bodies_are_limited_before_parsing(matter, tmp_path):
             assert res.status_code == 413, res.text
         sid = _upload(client).json()["id"]
         assert _stroke(client, sid).status_code == 200
+
+
+def test_json_values_are_counted_before_parsing(matter, tmp_path):
+    """Parsing holds the GIL for time per value, so a body of many tiny arrays within the byte
+    limit is refused by the guard (413 even for an unknown session: before the app parses
+    it); the largest valid stroke, at full float precision, still passes."""
+    tiny = json.dumps({"tool": "keep", "size": 5, "points": [[]] * 300_000},
+                      separators=(",", ":")).encode()
+    assert len(tiny) < 1024 * 1024
+    largest = {"tool": "erase", "size": 3,
+               "points": [[10 + i % 50 + 0.123456789012345, 20 + i % 60 + 0.987654321098765]
+                          for i in range(10_000)]}
+    with _client(matter, tmp_path) as client:
+        sid = _upload(client).json()["id"]
+        for target in ("nope", sid):
+            url = f"/api/v1/sessions/{target}/strokes"
+            for content in (tiny, iter([tiny[:100_000]] * 9)):  # declared length or not
+                res = client.post(url, content=content, headers={"content-type": "application/json"})
+                assert res.status_code == 413 and "40,000 JSON values" in res.json()["error"], res.text
+        assert _stroke(client, sid, largest).status_code == 200
+
+
+def test_startup_objects_stay_out_of_full_collections(matter, tmp_path):
+    """A full garbage collection walks every tracked object (with the model and torch loaded,
+    about 0.1 s of held event loop); the server freezes what it has loaded by startup."""
+    with _client(matter, tmp_path):
+        assert gc.get_freeze_count() > 10_000
+    assert gc.get_freeze_count() == 0
 
 
 def test_uploads_are_refused_while_streaming(matter, tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import io
 import logging
 import threading
@@ -36,6 +37,7 @@ from shm.inference.predictor import Matter
 
 STATIC = Path(__file__).parent / "static"
 INLINE_PIXELS = 4_000_000  # an edit's answer carries its box's alpha up to this size
+MAX_POINTS = 10_000  # per stroke; its JSON holds about 3 values per point
 GONE = "No such session; it may have expired, so upload the photo again."
 Coord = Annotated[float, Field(ge=-MAX_COORD, le=MAX_COORD, allow_inf_nan=False)]
 Point = Annotated[list[Coord], Field(min_length=2, max_length=2)]
@@ -72,7 +74,7 @@ def encode_png(image: Image.Image) -> bytes:
 class Stroke(BaseModel):
     tool: Literal["keep", "erase", "refine"]
     size: float = Field(gt=0, le=4096, description="Brush diameter in image pixels.")
-    points: list[Point] = Field(min_length=1, max_length=10_000,
+    points: list[Point] = Field(min_length=1, max_length=MAX_POINTS,
                                 description="[x, y] pairs in image coordinates.")
     edge: int = Field(DEFAULT_EDGE, ge=1, le=64, description="Refine's edge radius in pixels.")
 
@@ -109,7 +111,8 @@ def create_app(matter: Matter | None = None, weights: str | Path | None = None,
     """The editor app. matter: a loaded model (default: load ``weights``, or the shipped model,
     at startup). Inference runs in a pool of ``workers`` threads; beyond ``max_pending`` queued
     jobs, requests get 503. Limits: uploads of ``max_upload_mb`` and ``max_pixels``, other
-    bodies of ``max_json_kb``; each session's undo history within ``history_mb``, all of them
+    bodies of ``max_json_kb`` and 4 JSON values per stroke point allowed (so parsing one never
+    holds the event loop long); each session's undo history within ``history_mb``, all of them
     within ``server_history_mb`` (split over the 4 sessions kept in memory); sessions expire
     ``session_hours`` after their last use. Requests must name this machine (localhost,
     127.0.0.1, [::1]) or one of ``allowed_hosts`` as Host and, if they carry one, as Origin."""
@@ -131,14 +134,19 @@ def create_app(matter: Matter | None = None, weights: str | Path | None = None,
                                       history_bytes=int(history_mb * 1024**2),
                                       server_history_bytes=int(server_history_mb * 1024**2))
         state["matter"] = loaded
+        # Full collections skip what is loaded by now (the model, torch: about 230k objects,
+        # 0.1 s a pass), which a request building many objects would otherwise set off.
+        gc.freeze()
         yield
+        gc.unfreeze()
         await loop.run_in_executor(pool, state["store"].close)
         pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="shm editor", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Automatic human matting with trimap-constraint editing.")
     app.add_middleware(Guard, hosts=frozenset(allowed_hosts), upload_bytes=max_bytes,
-                       json_bytes=int(max_json_kb * 1024), upload_message=too_large)
+                       json_bytes=int(max_json_kb * 1024), json_values=4 * MAX_POINTS,
+                       upload_message=too_large)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -8,6 +8,10 @@
    everything else up to ``json_bytes``. Content-Length is checked before any byte is read, and
    the bytes are counted as they arrive, so an oversized body is refused before it is spooled
    or parsed, whatever its declared length.
+4. JSON values: any other body may hold at most ``json_values``, counted as its commas and
+   opening brackets as it arrives. Parsing costs time per value (a 1 MB body of ``[]`` takes
+   0.3-0.5 s) and holds the GIL, so a worker thread would block the event loop just as long;
+   bounding the count before parsing bounds that time.
 
 Refusals are JSON ``{"error": ...}``: 403 for a foreign Host or Origin, 413 for a large body.
 """
@@ -33,14 +37,14 @@ def hostname(value: str) -> str | None:
 
 
 class Guard:
-    """Wraps ``app``; ``hosts``: extra host names to accept besides LOCAL_HOSTS; ``too_large``:
-    the 413 message for an upload, given the limit in bytes."""
+    """Wraps ``app``; ``hosts``: extra host names to accept besides LOCAL_HOSTS;
+    ``upload_message``: the 413 message for an upload over ``upload_bytes``."""
 
     def __init__(self, app: ASGIApp, hosts: frozenset[str], upload_bytes: int, json_bytes: int,
-                 upload_message: str) -> None:
+                 json_values: int, upload_message: str) -> None:
         self.app = app
         self.hosts = LOCAL_HOSTS | {h.lower().strip("[]") for h in hosts}
-        self.upload_bytes, self.json_bytes = upload_bytes, json_bytes
+        self.upload_bytes, self.json_bytes, self.json_values = upload_bytes, json_bytes, json_values
         self.upload_message = upload_message
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -68,23 +72,32 @@ class Guard:
         if length.isdigit() and int(length) > limit:
             await _refuse(scope, receive, send, 413, message)
             return
-        await self._counted(scope, receive, send, limit, message)
+        await self._counted(scope, receive, send, limit, message,
+                            None if upload else self.json_values)
 
     async def _counted(self, scope: Scope, receive: Receive, send: Send, limit: int,
-                       message: str) -> None:
-        """Run the app, ending the body early (as a disconnect) once it passes ``limit`` bytes,
-        and answer 413 in place of whatever the app made of the cut body."""
-        seen, over, started = 0, False, False
+                       message: str, values: int | None) -> None:
+        """Run the app, ending the body early (as a disconnect) once it passes ``limit`` bytes
+        or, unless ``values`` is None, holds over ``values`` JSON values, and answer 413 in
+        place of whatever the app made of the cut body."""
+        seen, counted, over, started = 0, 0, False, False
 
         async def counted_receive() -> Message:
-            nonlocal seen, over
+            nonlocal seen, counted, over, message
             if over:
                 return {"type": "http.disconnect"}
             msg = await receive()
             if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
+                chunk = msg.get("body", b"")
+                seen += len(chunk)
                 if seen > limit:
                     over = True
+                elif values is not None:
+                    counted += chunk.count(b",") + chunk.count(b"[") + chunk.count(b"{")
+                    if counted > values:
+                        over, message = True, (f"The request body holds over {values:,} JSON "
+                                               "values; send fewer points.")
+                if over:
                     return {"type": "http.disconnect"}
             return msg
 
