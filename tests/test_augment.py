@@ -3,12 +3,12 @@ with the image, occluders cut it, several people take the union."""
 
 import numpy as np
 import pytest
-from conftest import person_alpha
 from PIL import Image
 
 from shm import trimap as tri
 from shm.data import augment as aug
 from shm.data.people import PeopleMatting, SampleSpec, source_of
+from tests.conftest import person_alpha
 
 
 def _person(h=120, w=90):
