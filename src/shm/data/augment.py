@@ -14,6 +14,8 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from shm.data.transforms import random_background
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -123,7 +125,7 @@ def occluder(image: np.ndarray, alpha: np.ndarray, texture: np.ndarray,
     if rng.random() < 0.3:
         patch = np.broadcast_to(rng.uniform(0, 1, 3).astype(np.float32), (ph, pw, 3))
     else:
-        patch = _window(texture, ph, pw, rng)
+        patch = random_background(texture, (ph, pw), rng)
     r = top + int(rng.integers(0, max(1, bh - ph // 2)))
     c = left + int(rng.integers(-pw // 2, max(1, bw - pw // 2)))
     return paste(image, alpha, patch, soft, r, c, occludes=True)
@@ -202,14 +204,3 @@ def _box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     if not len(rows):
         return None
     return int(rows[0]), int(cols[0]), int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
-
-
-def _window(texture: np.ndarray, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-    """A random h x w window of texture, resized up first if it is smaller."""
-    th, tw = texture.shape[:2]
-    if th < h or tw < w:
-        s = max(h / th, w / tw)
-        texture = cv2.resize(texture, (max(w, round(tw * s)), max(h, round(th * s))))
-        th, tw = texture.shape[:2]
-    top, left = int(rng.integers(0, th - h + 1)), int(rng.integers(0, tw - w + 1))
-    return texture[top:top + h, left:left + w]
