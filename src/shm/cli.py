@@ -229,6 +229,10 @@ def train(
                               "image's, as inference does."),
     augment: bool = typer.Option(False, help="tnet: scenes with more people, small people, "
                                  "occluders, rotation, head and person blur, camera effects."),
+    camera: float = typer.Option(0.85, min=0.0, max=1.0, help="With --augment: fraction of "
+                                 "samples through the camera chain (blur, noise, exposure...)."),
+    portrait: float = typer.Option(0.0, min=0.0, max=1.0, help="Fraction of samples framed as "
+                                   "portraits and half-bodies (cut by the frame's bottom edge)."),
     balance: bool = typer.Option(True, help="Draw each photo source equally often."),
 ) -> None:
     """Train one stage (torchrun --nproc-per-node N shm train ... for DDP)."""
@@ -240,7 +244,8 @@ def train(
         fail(f"--crop {crop} is not a multiple of 32; use e.g. {crop // 32 * 32 or 32}.", 2)
     cfg = TrainConfig(stage, data or default_data_root(), out_dir, model, init, steps, batch_size,
                       crop, lr, checkpoint_every, seed=seed, workers=workers, real=real,
-                      band=_band(band), flip=flip, augment=augment, balance=balance)
+                      band=_band(band), flip=flip, augment=augment, camera=camera,
+                      portrait=portrait, balance=balance)
     try:
         result = run(cfg, resume=resume)
     except (FileNotFoundError, ValueError) as e:

@@ -198,6 +198,34 @@ def rotate(image: np.ndarray, alpha: np.ndarray, angle: float) -> tuple[np.ndarr
     return warp(image), np.clip(warp(alpha), 0, 1)
 
 
+def portrait_box(alpha: np.ndarray, rng: np.random.Generator,
+                 aspect: tuple[float, float] = (0.56, 1.78)) -> tuple[int, int, int, int] | None:
+    """A frame (top, left, height, width) inside the image that shows the largest person as
+    portraits and half-bodies do: head and shoulders, chest-up or waist-up (the bottom edge
+    22-65% of the person's height below the head), the visible person filling 60-120% of the
+    frame's height (over 100%: the top of the head cut), often cut by a side too. Width over
+    height is drawn log-uniformly from ``aspect``; the frame is clamped inside the image, so
+    it can only end where the photo does. None if there is no person (alpha > 0.5)."""
+    mask = (alpha > 0.5).astype(np.uint8)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if n <= 1:
+        return None
+    k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    y0, ph = int(stats[k, cv2.CC_STAT_TOP]), int(stats[k, cv2.CC_STAT_HEIGHT])
+    h, w = alpha.shape
+    bottom = min(h, round(y0 + rng.uniform(0.22, 0.65) * ph))
+    span = bottom - y0
+    if span < 8:
+        return None
+    fh = min(h, max(8, round(span / rng.uniform(0.6, 1.2))))
+    fw = min(w, max(8, round(fh * np.exp(rng.uniform(*np.log(aspect))))))
+    cols = (lab[y0:bottom] == k).sum(0)
+    cx = float((cols * np.arange(w)).sum() / max(cols.sum(), 1))
+    left = round(cx - fw / 2 + rng.uniform(-0.25, 0.25) * fw)
+    top = int(np.clip(bottom - fh, 0, h - fh))
+    return top, int(np.clip(left, 0, w - fw)), fh, fw
+
+
 def _box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """(top, left, height, width) of the True pixels of mask, or None."""
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))

@@ -31,6 +31,11 @@ class SampleSpec:
     (long side ``view``), so the M-Net can train on the T-Net's own trimaps.
     With probability ``real`` a sample keeps the photo's own background (no colour jitter then),
     so the T-Net also learns from real scenes, not only from composites.
+    portrait: probability of framing a sample as a portrait or half-body first
+    (``shm.data.augment.portrait_box``: the person cut by the frame's bottom edge and often a
+    side; labels cut with the image). The T-Net modes frame with aspects 0.75-1.33 and scale the
+    frame so it covers the crop; the others zoom the frame to a long side of 640-1024 px first,
+    as a phone's zoom would.
     augment: for mode 'tnet', build each sample as a scene (``shm.data.augment``: more people,
     small people, occluders, rotation, head and person blur, the camera's photometric changes)
     instead of the plain scale, crop, flip and colour jitter.
@@ -43,6 +48,7 @@ class SampleSpec:
     trimap_width: tuple[float, float] = (0.005, 0.02)  # fraction of the short side
     real: float = 0.0  # probability of keeping the photo's own background instead of compositing
     view: int = 448  # 'refine': the T-Net's input long side
+    portrait: float = 0.0
     augment: aug.AugmentConfig | None = None
 
 
@@ -103,9 +109,32 @@ class PeopleMatting(torch.utils.data.Dataset):
             bg = photo_background(photo, fg, alpha)
         else:
             bg = self._photo(self.backgrounds[rng.integers(len(self.backgrounds))])
+        framed = self.spec.portrait > 0 and rng.random() < self.spec.portrait
+        if framed:
+            fg, alpha, bg, framed = self._portrait(fg, alpha, bg, rng, real)
         if self.spec.augment is not None:
-            return self._scene(fg, alpha, bg, rng, real)
-        return self._sample(fg, alpha, bg, rng, real)
+            return self._scene(fg, alpha, bg, rng, real, framed)
+        return self._sample(fg, alpha, bg, rng, real, framed)
+
+    def _portrait(self, fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray,
+                  rng: np.random.Generator, real: bool
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        """fg, alpha (and bg if ``real``: it is aligned with them) cut to a portrait frame, and
+        whether a frame was found (there may be no person)."""
+        tnet_view = self.spec.mode == "tnet"
+        box = aug.portrait_box(alpha, rng, (0.75, 1.33) if tnet_view else (0.56, 1.78))
+        if box is None:
+            return fg, alpha, bg, False
+        top, left, h, w = box
+        frame = lambda x: x[top:top + h, left:left + w]  # noqa: E731
+        fg, alpha = frame(fg), frame(alpha)
+        bg = frame(bg) if real else bg
+        if not tnet_view:  # the T-Net modes rescale to their own side anyway
+            zoom = rng.uniform(640, 1024) / max(h, w)
+            size = (max(8, round(h * zoom)), max(8, round(w * zoom)))
+            fg, alpha = resize(fg, size), np.clip(resize(alpha, size), 0, 1)
+            bg = resize(bg, size) if real else bg
+        return fg, alpha, bg, True
 
     def _person(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Foreground colours (H, W, 3) and alpha (H, W) of photo ``index``, float32 in [0, 1]."""
@@ -119,16 +148,18 @@ class PeopleMatting(torch.utils.data.Dataset):
         return np.asarray(Image.open(path).convert("RGB"), np.float32) / 255
 
     def _scene(self, fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray,
-               rng: np.random.Generator, real: bool) -> dict[str, torch.Tensor]:
+               rng: np.random.Generator, real: bool, framed: bool = False
+               ) -> dict[str, torch.Tensor]:
         """A 'tnet' sample built as a scene: the person at the T-Net's inference scale (or small),
         maybe with more people and an occluder, rotated, flipped, cut to the crop, then the
         head, person and camera augmentations. bg: a background photo, or with ``real`` the
-        photo's own background (aligned with fg)."""
+        photo's own background (aligned with fg). framed: fg and alpha are a portrait frame,
+        scaled to cover the crop (never shown small)."""
         spec, cfg, crop = self.spec, self.spec.augment, self.spec.crop
         h, w = alpha.shape
-        small = not real and rng.random() < cfg.small
+        small = not framed and not real and rng.random() < cfg.small
         scale = (rng.uniform(0.1, 0.4) * crop / h if small
-                 else rng.uniform(*spec.long_side) / max(h, w))
+                 else _view_scale((h, w), spec.long_side, crop, framed, rng))
         size = (max(8, round(h * scale)), max(8, round(w * scale)))
         fg, alpha = resize(fg, size), np.clip(resize(alpha, size), 0, 1)
         canvas = (max(crop, size[0]), max(crop, size[1]))
@@ -184,8 +215,10 @@ class PeopleMatting(torch.utils.data.Dataset):
         return layers
 
     def _sample(self, fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray,
-                rng: np.random.Generator, real: bool = False) -> dict[str, torch.Tensor]:
-        """Scale, crop, flip and jitter. real: bg is the photo's own background, aligned with fg."""
+                rng: np.random.Generator, real: bool = False, framed: bool = False
+                ) -> dict[str, torch.Tensor]:
+        """Scale, crop, flip and jitter. real: bg is the photo's own background, aligned with fg.
+        framed: a portrait frame (the T-Net modes scale it to cover the crop)."""
         spec = self.spec
         if spec.mode == "refine":
             return self._refine_sample(fg, alpha, bg, rng, real)
@@ -193,7 +226,7 @@ class PeopleMatting(torch.utils.data.Dataset):
         if spec.mode == "mnet":
             scale = rng.uniform(*spec.scale)
         else:
-            scale = rng.uniform(*spec.long_side) / max(h, w)
+            scale = _view_scale((h, w), spec.long_side, spec.crop, framed, rng)
         size = (max(8, round(h * scale)), max(8, round(w * scale)))
         fg, alpha = resize(fg, size), np.clip(resize(alpha, size), 0, 1)
         if real:
@@ -252,6 +285,14 @@ class PeopleMatting(torch.utils.data.Dataset):
 def source_of(name: str) -> str:
     """The source group of a photo by its name: 'ccp' (the street-fashion set) or 'other'."""
     return "ccp" if name.startswith("ccp_") else "other"
+
+
+def _view_scale(shape: tuple[int, int], long_side: tuple[int, int], crop: int, framed: bool,
+                rng: np.random.Generator) -> float:
+    """Scale that brings an image of ``shape`` to a random long side in ``long_side``; for a
+    portrait frame at least so much that it covers the crop (its edges are the photo's)."""
+    scale = rng.uniform(*long_side) / max(shape)
+    return max(scale, crop / min(shape)) if framed else scale
 
 
 def _random_pixel(mask: np.ndarray, rng: np.random.Generator) -> tuple[int, int] | None:

@@ -64,6 +64,9 @@ class TrainConfig:
     # 'tnet': scenes with more people, occluders, blur, camera effects (shm.data.augment), the
     # person at long side ``tnet_long_side`` +-15% (the inference scale) or small
     augment: bool = False
+    camera: float = 0.85  # with augment: share of samples through the camera chain
+    # share of samples framed as portraits and half-bodies (SampleSpec.portrait), every stage
+    portrait: float = 0.0
     balance: bool = True  # draw each source ('ccp' street photos, the others) equally often
     clip: float = 5.0  # gradient-norm clipping
 
@@ -71,13 +74,14 @@ class TrainConfig:
         """How samples are cut; tnet_long_side: the model's, for the 'refine' stage's view."""
         if self.stage == "end2end":
             return SampleSpec("end2end", self.crop, long_side=(384, 640), real=self.real,
-                              trimap_width=self.band)
+                              trimap_width=self.band, portrait=self.portrait)
         if self.augment and self.stage == "tnet":
             side = (round(tnet_long_side * 0.85), round(tnet_long_side * 1.15))
             return SampleSpec("tnet", self.crop, long_side=side, real=self.real,
-                              trimap_width=self.band, augment=AugmentConfig())
+                              trimap_width=self.band, portrait=self.portrait,
+                              augment=AugmentConfig(photometric=self.camera))
         return SampleSpec(self.stage, self.crop, real=self.real, trimap_width=self.band,
-                          view=tnet_long_side)
+                          view=tnet_long_side, portrait=self.portrait)
 
 
 def stage_loss(net: torch.nn.Module, stage: str, batch: dict[str, torch.Tensor],
