@@ -302,6 +302,14 @@ def test_uploads_are_refused_while_streaming(matter, tmp_path):
     ({"host": "127.0.0.1:8000", "origin": "http://127.0.0.1:8000"}, 201),
     ({"host": "localhost:8000", "origin": "http://localhost:8000"}, 201),
     ({"host": "[::1]:8000"}, 201),
+    ({"host": "[::1]:8000", "origin": "http://[::1]:8000"}, 201),
+    ({"host": "localhost", "origin": "http://localhost:80"}, 201),
+    # another port, scheme or name of this machine is another origin: another page
+    ({"host": "localhost:8000", "origin": "http://localhost:9999"}, 403),
+    ({"host": "localhost:8000", "origin": "http://localhost"}, 403),
+    ({"host": "localhost:8000", "origin": "https://localhost:8000"}, 403),
+    ({"host": "localhost:8000", "origin": "http://127.0.0.1:8000"}, 403),
+    ({"host": "localhost:8000", "origin": "http://localhost:8000x"}, 403),
 ])
 def test_host_and_origin_must_be_this_machine(matter, tmp_path, headers, status):
     with _client(matter, tmp_path) as client:

@@ -115,7 +115,8 @@ def create_app(matter: Matter | None = None, weights: str | Path | None = None,
     holds the event loop long); each session's undo history within ``history_mb``, all of them
     within ``server_history_mb`` (split over the 4 sessions kept in memory); sessions expire
     ``session_hours`` after their last use. Requests must name this machine (localhost,
-    127.0.0.1, [::1]) or one of ``allowed_hosts`` as Host and, if they carry one, as Origin."""
+    127.0.0.1, [::1]) or one of ``allowed_hosts`` as Host and, if they carry an Origin, come
+    from this server's own origin (the scheme, host and port they were sent to)."""
     state: dict = {}
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shm-infer")
     pending = threading.BoundedSemaphore(max_pending)

@@ -2,8 +2,9 @@
 
 1. Host: only names of this machine (localhost, 127.0.0.1, [::1]) and those the server was told
    to answer to, so a page on another site cannot reach the API through DNS rebinding.
-2. Origin, when a browser sends one: the same names, so another site's page cannot post forms or
-   scripts to the API (cross-site request forgery).
+2. Origin, when a browser sends one: this server's own origin, the scheme, host and port the
+   request came in on, so no other page, not even one served by another port of this machine,
+   can post forms or scripts to the API (cross-site request forgery).
 3. Body size: multipart uploads up to ``upload_bytes`` (plus room for the form's own headers),
    everything else up to ``json_bytes``. Content-Length is checked before any byte is read, and
    the bytes are counted as they arrive, so an oversized body is refused before it is spooled
@@ -28,6 +29,9 @@ LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and part headers around the uploaded file
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def hostname(value: str) -> str | None:
     """The lower-case host name of a Host header or an origin URL ('[::1]:8000' -> '::1')."""
     try:
@@ -36,9 +40,25 @@ def hostname(value: str) -> str | None:
         return None
 
 
+def origin_of(value: str, scheme: str | None = None) -> tuple[str, str, int] | None:
+    """(scheme, host name, port) of an origin URL, or of a Host header when ``scheme`` (the
+    request's) is given; the port defaults to the scheme's (80, 443). None if unparsable or
+    not http(s), e.g. the 'null' origin of a sandboxed page or a file.
+    """
+    try:
+        url = urlsplit(f"{scheme}://{value}" if scheme else value)
+        port = url.port
+    except ValueError:
+        return None
+    if url.scheme not in DEFAULT_PORTS or not url.hostname:
+        return None
+    return url.scheme, url.hostname, port or DEFAULT_PORTS[url.scheme]
+
+
 class Guard:
     """Wraps ``app``; ``hosts``: extra host names to accept besides LOCAL_HOSTS;
-    ``upload_message``: the 413 message for an upload over ``upload_bytes``."""
+    ``upload_message``: the 413 message for an upload over ``upload_bytes``. Origin must be the
+    request's own (scheme, Host and its port)."""
 
     def __init__(self, app: ASGIApp, hosts: frozenset[str], upload_bytes: int, json_bytes: int,
                  json_values: int, upload_message: str) -> None:
@@ -59,7 +79,8 @@ class Guard:
                           f"Host {host[:100]!r}; open it as http://127.0.0.1:PORT or start it "
                           "with --allow-host NAME.")
             return
-        if origin is not None and hostname(origin) not in self.hosts:
+        own = origin_of(host, scope.get("scheme", "http"))
+        if origin is not None and (own is None or origin_of(origin) != own):
             await _refuse(scope, receive, send, 403,
                           f"Requests from pages of {origin[:100]!r} are refused; use the editor "
                           "page this server serves.")
