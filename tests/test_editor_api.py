@@ -1,5 +1,6 @@
 import base64
 import io
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -116,17 +117,31 @@ def test_session_survives_a_restart(client, tiny_weights, tmp_path):
     with TestClient(create_app(matter, data_dir=tmp_path / "store"), base_url="http://127.0.0.1") as fresh:
         assert np.array_equal(_alpha(fresh, sid), before)
         info = fresh.get(f"/api/v1/sessions/{sid}").json()
-        assert info["version"] == 1 and info["can_redo"] and info["name"] == "holiday_photo"
+        assert info["version"] == 1 and info["can_redo"] and info["name"] == "holiday photo"
         assert fresh.post(f"/api/v1/sessions/{sid}/redo").json()["version"] == 2
 
 
 def test_downloads_are_named_after_the_upload(client):
     sid = _session(client)["id"]
     res = client.get(f"/api/v1/sessions/{sid}/cutout.png?download=1")
-    assert 'filename="holiday_photo-cutout.png"' in res.headers["content-disposition"]
+    assert 'filename="holiday photo-cutout.png"' in res.headers["content-disposition"]
     rgba = Image.open(io.BytesIO(res.content))
     assert rgba.mode == "RGBA" and rgba.size == (80, 96)
     assert np.array_equal(np.asarray(rgba)[..., 3], _alpha(client, sid))
+
+
+@pytest.mark.parametrize("upload, name", [
+    ("фото 😀.jpg", "фото 😀"), ("../../etc/passwd", "passwd"), ("a|b?c.png", "a_b_c"),
+    ('say "hi".png', "say _hi"), ("C:\\photos\\me.jpg", "me"), ("...", "image"),
+    ("a\r\nb.png", "a_b"),
+])
+def test_downloads_keep_any_script_and_drop_only_unsafe_characters(client, upload, name):
+    sid = _session(client, name=upload)["id"]
+    assert client.get(f"/api/v1/sessions/{sid}").json()["name"] == name
+    header = client.get(f"/api/v1/sessions/{sid}/alpha.png?download=1").headers["content-disposition"]
+    utf8 = header.split("filename*=UTF-8''")[1]
+    assert unquote(utf8) == f"{name}-alpha.png"
+    assert header.isascii() and header.startswith("attachment; filename=")
 
 
 def test_one_shot_matte(client):

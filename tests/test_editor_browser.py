@@ -134,3 +134,54 @@ def test_two_quick_strokes_both_land(server, tmp_path):
             assert alpha[y, 190:290].max() == 0
             assert _drawn_alpha(page, 190, y, 290) == 0
         browser.close()
+
+
+def test_history_buttons_follow_the_history_and_the_toolbar_holds_still(server, tmp_path):
+    """Issue 19 item 4: right after upload Undo, Redo and Reset are disabled and Ctrl+Z says so
+    without an error; an edit enables Undo and Reset, undo enables Redo; choosing Refine edge
+    moves no button; a photo with a Cyrillic and emoji name downloads under that name."""
+    from playwright.sync_api import expect, sync_playwright
+
+    photo = tmp_path / "фото 😀.jpg"
+    Image.fromarray(astronaut()).save(photo)
+    with sync_playwright() as p:
+        browser, page, to_page = _open(p, server, photo)
+        undo, redo, reset = (page.get_by_test_id(k) for k in ("undo", "redo", "reset"))
+        for button in (undo, redo, reset):
+            expect(button).to_be_disabled()
+        expect(page.get_by_test_id("tool-erase")).to_be_enabled()
+        page.keyboard.press("Control+z")
+        status = page.get_by_test_id("status")
+        expect(status).to_have_text("Nothing to undo yet.")
+        expect(status).not_to_have_class("error")
+
+        places = [b.bounding_box() for b in (undo, redo, reset)]
+        page.get_by_test_id("tool-refine").click()
+        expect(page.get_by_test_id("edge-radius")).to_be_visible()
+        assert [b.bounding_box() for b in (undo, redo, reset)] == places
+        page.get_by_test_id("tool-erase").click()
+        expect(page.get_by_test_id("edge-radius")).to_be_hidden()
+        assert [b.bounding_box() for b in (undo, redo, reset)] == places
+
+        page.mouse.move(*to_page(200, 400))
+        page.mouse.down()
+        page.mouse.move(*to_page(260, 400))
+        page.mouse.up()
+        expect(page.locator("body")).to_have_attribute("data-version", "1", timeout=30_000)
+        expect(undo).to_be_enabled()
+        expect(reset).to_be_enabled()
+        expect(redo).to_be_disabled()
+        undo.click()
+        expect(page.locator("body")).to_have_attribute("data-version", "0", timeout=30_000)
+        expect(redo).to_be_enabled()
+        expect(undo).to_be_disabled()
+        expect(reset).to_be_disabled()
+
+        for testid, suffix in (("download-png", "cutout.png"), ("download-alpha", "alpha.png")):
+            with page.expect_download() as info:
+                page.get_by_test_id(testid).click()
+            assert info.value.suggested_filename == f"фото 😀-{suffix}"
+        with page.expect_download() as info:
+            page.get_by_test_id("download-jpg").click()
+        assert info.value.suggested_filename == "фото 😀-composite.jpg"
+        browser.close()

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 import numpy as np
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
@@ -63,6 +64,13 @@ def decode(data: bytes, max_pixels: int) -> np.ndarray:
         log.warning("upload not decodable: %r", err)
         raise HTTPException(422, "The file is truncated or corrupt; re-export or re-download it."
                             ) from None
+
+
+def attachment(name: str) -> str:
+    """Content-Disposition for a download called ``name`` (any Unicode): RFC 6266's UTF-8
+    ``filename*``, which browsers use, after an ASCII ``filename`` for older clients."""
+    fallback = name.encode("ascii", "replace").decode().replace("?", "_").replace('"', "_")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def encode_png(image: Image.Image) -> bytes:
@@ -224,7 +232,7 @@ def create_app(matter: Matter | None = None, weights: str | Path | None = None,
     def png(data: bytes, name: str | None = None) -> Response:
         headers = {"Cache-Control": "no-store"}
         if name:
-            headers["Content-Disposition"] = f'attachment; filename="{name}"'
+            headers["Content-Disposition"] = attachment(name)
         return Response(data, media_type="image/png", headers=headers)
 
     @app.get("/healthz")

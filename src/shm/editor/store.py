@@ -38,7 +38,10 @@ from shm.fileio import atomic_write, write_bytes_atomic
 from shm.inference.images import load_image
 from shm.inference.predictor import Matter
 
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+# what a download's name may not hold: control characters, path separators, characters Windows
+# or a Content-Disposition header cannot take; letters and emoji of any script stay
+_UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f-\x9f"*/:<>?\\|]+')
+_FORM_ESCAPES = re.compile(r"%(22|0[ad])", re.IGNORECASE)
 _ID = re.compile(r"[A-Za-z0-9_-]{22}")  # secrets.token_urlsafe(16)
 STALE_INCOMING = 3600.0  # seconds after which an unfinished upload folder is removed
 
@@ -82,7 +85,7 @@ class SessionStore:
             with open(os.open(staging / "image.png", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600),
                       "wb") as f:
                 Image.fromarray(image).save(f, "PNG", compress_level=1)
-            stem = _SAFE_NAME.sub("_", Path(filename or "image").stem)[:64].strip("._") or "image"
+            stem = download_stem(filename)
             self._write_meta(staging, {"name": stem, "width": session.width,
                                        "height": session.height, "created": time.time(),
                                        "ops": [], "version": 0, "base": 0, "serial": 0})
@@ -274,6 +277,17 @@ class SessionStore:
     def _write_meta(folder: Path, meta: dict) -> None:
         write_bytes_atomic(folder / "meta.json", json.dumps(meta).encode(), overwrite=True,
                            mode=0o600)
+
+
+def download_stem(filename: str | None) -> str:
+    """The name downloads of an upload are called after: the stem of the file name's last part
+    ('фото 😀.jpg' -> 'фото 😀'), unsafe characters (``_UNSAFE_NAME``) as '_', runs of white
+    space as one space, at most 64 characters, 'image' if nothing is left. Browsers send '"',
+    CR and LF in a form's file name as %22, %0D and %0A (HTML's multipart encoding): those
+    count as the characters."""
+    name = _FORM_ESCAPES.sub(lambda m: chr(int(m[1], 16)), filename or "")
+    stem = Path(re.split(r"[/\\]", name)[-1]).stem
+    return " ".join(_UNSAFE_NAME.sub("_", stem).split())[:64].strip(" ._") or "image"
 
 
 def _private_dir(path: Path) -> Path:

@@ -43,7 +43,8 @@ async function call(method, url, body) {
     throw new Error("The editor server does not answer; is `shm serve` still running?");
   }
   const data = res.headers.get("content-type")?.includes("json") ? await res.json() : null;
-  if (!res.ok) throw new Error(data?.error || `The server answered ${res.status}.`);
+  if (!res.ok) throw Object.assign(new Error(data?.error || `The server answered ${res.status}.`),
+    { status: res.status });
   return data;
 }
 
@@ -200,17 +201,19 @@ function zoomAt(factor, cx, cy) {
   applyTransform();
 }
 
+// Undo, Redo and Reset also need something to take back (or bring back): set after the rest.
 function updateButtons() {
   const ready = Boolean(state.id) && !state.loading, info = state.history;
+  for (const el of document.querySelectorAll(".needs-photo")) el.disabled = !ready;
+  for (const el of document.querySelectorAll("a.needs-photo")) el.classList.toggle("disabled", !ready);
   $("undo").disabled = !ready || !info.can_undo;
   $("redo").disabled = !ready || !info.can_redo;
   $("reset").disabled = !ready || !info.can_undo;
-  for (const el of document.querySelectorAll(".needs-photo")) el.disabled = !ready;
-  for (const el of document.querySelectorAll("a.needs-photo")) el.classList.toggle("disabled", !ready);
   for (const el of document.querySelectorAll("[data-tool]"))
     el.setAttribute("aria-pressed", String(el.dataset.tool === state.tool));
   viewport.classList.toggle("panning", state.tool === "pan");
-  $("edge-group").hidden = state.tool !== "refine";
+  // invisible rather than hidden, so the toolbar keeps its layout when the tool changes
+  $("edge-group").classList.toggle("invisible", state.tool !== "refine");
 }
 
 // the edit queue -------------------------------------------------------------------------------
@@ -260,7 +263,7 @@ function edit(path, body, label, since, done, stroke = null) {
       updateButtons();
       setStatus(`${res.note || done} Drawn ${waited} ms after ${stroke ? "mouse-up" : "the click"}.`);
     } catch (err) {
-      setStatus(err.message, "error");
+      setStatus(err.message, err.status === 409 ? "" : "error");  // 409: nothing to do, no fault
     } finally {
       if (stroke) {
         state.pending.splice(state.pending.indexOf(stroke), 1);
@@ -387,8 +390,16 @@ for (const el of document.querySelectorAll("[data-tool]"))
   el.addEventListener("click", () => chooseTool(el.dataset.tool));
 $("brush-size").addEventListener("input", (ev) => ($("brush-size-value").textContent = ev.target.value));
 $("edge-radius").addEventListener("input", (ev) => ($("edge-radius-value").textContent = ev.target.value));
-const undo = (since) => edit("undo", undefined, "Undoing…", since, "Undone.");
-const redo = (since) => edit("redo", undefined, "Redoing…", since, "Redone.");
+// With no edit queued, the buttons' state is the server's: say so instead of asking it.
+function historyStep(path, possible, label, since, done, nothing) {
+  if (!state.id) return;
+  if (!state.working && !possible) setStatus(nothing);
+  else edit(path, undefined, label, since, done);
+}
+const undo = (since) => historyStep("undo", state.history.can_undo, "Undoing…", since, "Undone.",
+  "Nothing to undo yet.");
+const redo = (since) => historyStep("redo", state.history.can_redo, "Redoing…", since, "Redone.",
+  "Nothing to redo.");
 $("undo").addEventListener("click", (ev) => undo(ev.timeStamp));
 $("redo").addEventListener("click", (ev) => redo(ev.timeStamp));
 $("reset").addEventListener("click", (ev) =>
