@@ -2,6 +2,7 @@
 
 import io
 import struct
+import warnings
 import zlib
 
 import numpy as np
@@ -80,3 +81,24 @@ def test_signed_32_bit_tiff_uses_its_range():
     values = np.array([[-5, 0, 2**30, 2**31 - 1]], np.int32)
     out = load_image(_encode(Image.fromarray(values), "TIFF"))
     assert out[0, :, 0].tolist() == [0, 0, 128, 255]
+
+
+@pytest.mark.parametrize("as_path", [True, False], ids=["path", "bytes"])
+def test_zero_byte_file_is_empty(tmp_path, as_path):
+    path = tmp_path / "zero.jpg"
+    path.write_bytes(b"")
+    with pytest.raises(ImageError, match=r"is empty \(0 bytes\)"):
+        load_image(path if as_path else b"")
+
+
+def test_over_pillows_warning_size_is_refused_without_a_warning():
+    big = zero_png(10000, 10000)  # 100 MP: over Pillow's warning (89 MP), under its error
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ImageError, match=r"100\.0 MP, over the limit of 50 MP"):
+            load_image(big)
+    assert [str(w.message) for w in caught] == []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert load_image(big, max_pixels=10**9).shape == (10000, 10000, 3)  # read, not refused
+    assert [str(w.message) for w in caught] == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +26,9 @@ def load_image(source: str | Path | bytes | Image.Image | np.ndarray,
     applied; grayscale, CMYK, palette, 16-bit, 32-bit, float and RGBA images are converted
     (integers and floats by the range of their type: 0..65535 for 16-bit, 0..1 for float;
     transparency is flattened onto white). Raises ImageError, and nothing else, for non-images,
-    truncated or corrupt files, unsupported formats, empty images, images over ``max_pixels``
-    and headers claiming more than Pillow's decompression-bomb limit (about 179 MP).
+    truncated or corrupt files, unsupported formats, empty files and images, images over
+    ``max_pixels`` and headers claiming more than Pillow's decompression-bomb limit (about
+    179 MP).
     """
     if isinstance(source, np.ndarray):
         if source.ndim != 3 or source.shape[2] != 3 or source.dtype != np.uint8:
@@ -45,6 +47,8 @@ def load_image(source: str | Path | bytes | Image.Image | np.ndarray,
             data = Path(source).read_bytes()
         else:
             data = bytes(source)
+        if not data:
+            raise ImageError(f"{name} is empty (0 bytes); re-export or re-download it.")
         img = _open(data, name)
         if img.format not in FORMATS:
             raise ImageError(f"{name} is a {img.format} file; use JPEG, PNG, WebP, TIFF or BMP.")
@@ -61,9 +65,15 @@ def load_image(source: str | Path | bytes | Image.Image | np.ndarray,
 def _open(data: bytes, name: str) -> Image.Image:
     """Read the header only. Pillow's parsers raise many exception types on damaged or hostile
     files (OSError, ValueError for an oversized iCCP or zTXt chunk or a truncated IHDR,
-    SyntaxError, struct.error, IndexError, ...); every one of them means the file is unusable."""
+    SyntaxError, struct.error, IndexError, ...); every one of them means the file is unusable.
+
+    Pillow's DecompressionBombWarning (over about 89 MP) is silenced: such an image is either
+    refused politely by the pixel limit or decoded, never worth a raw warning. (Threads that
+    interleave ``catch_warnings`` can leave that one filter installed, which is harmless.)"""
     try:
-        return Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as err:
         raise ImageError(f"{name} claims more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} MP, "
                          "which looks like a decompression bomb; downscale it if it is a real "
