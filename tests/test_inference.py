@@ -266,3 +266,65 @@ def test_flip_is_the_default_and_makes_the_trimap_mirror_equivariant():
 
     assert torch.allclose(probs(flipped, image[:, ::-1]), probs(flipped, image).flip(-1), atol=1e-5)
     assert not torch.allclose(probs(plain, image[:, ::-1]), probs(plain, image).flip(-1), atol=1e-3)
+
+
+def test_inference_defaults_are_pinned():
+    assert TileConfig() == TileConfig(tile=96, margin=80, eps=0.5, batch=8, max_window=2_500_000)
+    model = load_model()
+    assert model.tiles == TileConfig(margin=80) and model.flip and model.max_pixels == 50_000_000
+
+
+def test_the_m_net_runs_where_the_trimap_is_unsure_by_default():
+    model = load_model()
+    image = astronaut()[::2, ::2]
+    canvas = model.canvas(image)
+    cells = canvas.cells_needing_mnet()
+    t, m = canvas.cfg.tile, canvas.cfg.margin
+    unknown = canvas.probs[0, trimap.UNKNOWN, m:m + canvas.rows * t, m:m + canvas.cols * t]
+    peak = unknown.reshape(canvas.rows, t, canvas.cols, t).amax(dim=(1, 3))
+    assert sorted(cells) == sorted(map(tuple, (peak > 0.5).nonzero().tolist()))
+    assert 0 < len(cells) < canvas.rows * canvas.cols  # some cells run, some are skipped
+    before = canvas.alpha_r.clone()
+    alpha = model.refine(canvas)
+    changed = {(r, c) for r in range(canvas.rows) for c in range(canvas.cols)
+               if not torch.equal(before[..., m + r * t:m + (r + 1) * t, m + c * t:m + (c + 1) * t],
+                                  canvas.alpha_r[..., m + r * t:m + (r + 1) * t,
+                                                 m + c * t:m + (c + 1) * t])}
+    assert changed == set(cells)  # the M-Net wrote exactly the unsure cells
+    assert np.array_equal(model.predict(image).alpha, alpha)
+
+
+def test_saved_alpha_rounds_to_nearest():
+    from shm.inference.outputs import render
+
+    alpha = np.array([[0.0, 0.4 / 255, 0.6 / 255, 127.49 / 255, 127.51 / 255, 254.6 / 255, 1.0]],
+                     np.float32)
+    expected = [0, 0, 1, 127, 128, 255, 255]
+    matte = Matte(np.zeros((1, 7, 3), np.uint8), alpha, np.zeros((1, 7), np.uint8))
+    assert matte.alpha_u8().tolist() == [expected]
+    assert np.asarray(Image.open(io.BytesIO(render(matte, "alpha")))).tolist() == [expected]
+    assert np.asarray(matte.rgba())[..., 3].tolist() == [expected]
+    white = np.asarray(Image.open(io.BytesIO(render(matte, "rgba", "white"))))
+    assert white[0, :, 0].tolist() == [255 - v for v in expected]  # black over white, rounded
+
+
+def test_remove_loads_the_default_model_once(monkeypatch, tiny_weights):
+    from shm.inference import predictor
+
+    loads = []
+
+    def counting(*args, **kwargs):
+        loads.append(kwargs)
+        return load_model(tiny_weights)
+
+    predictor.default_model.cache_clear()
+    monkeypatch.setattr(predictor, "load_model", counting)
+    try:
+        first = predictor.remove(RGB)
+        second = predictor.remove(RGB)
+        assert loads == [{"device": "auto", "precision": "auto"}]
+        assert np.array_equal(np.asarray(first), np.asarray(second)) and first.mode == "RGBA"
+        predictor.remove(RGB, device="cpu")  # another device: another model
+        assert len(loads) == 2
+    finally:
+        predictor.default_model.cache_clear()

@@ -15,7 +15,7 @@ from shm.config import ModelConfig
 from shm.models.layers import crop_border
 from shm.models.mnet import MNETS
 from shm.models.shm import flip_averaged, tnet_at_reduced_size
-from shm.pretrained import CONFIG_FILE
+from shm.pretrained import CONFIG_FILE, WEIGHTS_FILE
 
 TNET_FILE, MNET_FILE = "tnet.onnx", "mnet.onnx"
 MNET_CROP = "onnx_mnet_crop"  # config.json key: the margin mnet.onnx drops
@@ -66,13 +66,19 @@ class _Cropped(nn.Module):
 
 class OnnxSHM:
     """The two exported graphs run by onnxruntime; offers ``trimap_logits`` and ``mnet`` like
-    ``shm.models.SHM``, on (B, 3, H, W) float tensors."""
+    ``shm.models.SHM``, on (B, 3, H, W) float tensors. providers: onnxruntime's execution
+    providers (``shm.inference.devices.onnx_providers``), by default the CPU's."""
 
-    def __init__(self, folder: str | Path, threads: int = 0) -> None:
+    def __init__(self, folder: str | Path, threads: int = 0, providers: list | None = None
+                 ) -> None:
         import onnxruntime as ort
 
         folder = Path(folder)
         missing = [f for f in (TNET_FILE, MNET_FILE, CONFIG_FILE) if not (folder / f).is_file()]
+        if (folder / WEIGHTS_FILE).is_file() or folder.name == WEIGHTS_FILE:
+            raise FileNotFoundError(f"{folder} holds torch weights, not an ONNX export; use the "
+                                    "torch backend, or export them with `shm export --weights "
+                                    f"{folder} --onnx DIR`.")
         if missing:
             raise FileNotFoundError(f"{folder} lacks {', '.join(missing)}; create it with "
                                     "`shm export --onnx DIR`.")
@@ -86,7 +92,7 @@ class OnnxSHM:
         # no busy-waiting after a run: torch work runs between the two graphs, and idle
         # spinning threads would take the cores from it (and from the caller)
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = ["CPUExecutionProvider"]
+        providers = providers or ["CPUExecutionProvider"]
         self._tnet = ort.InferenceSession(str(folder / TNET_FILE), opts, providers=providers)
         self._mnet = ort.InferenceSession(str(folder / MNET_FILE), opts, providers=providers)
         self.tnet_long_side = config["tnet_long_side"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +104,8 @@ def trimap_of(canvas: TiledCanvas) -> np.ndarray:
     return out.numpy()
 
 
-def load_model(weights: str | Path | None = None, backend: str = "torch", **kwargs) -> Matter:
+def load_model(weights: str | Path | None = None, backend: str = "torch", device: str = "auto",
+               precision: str = "auto", **kwargs) -> Matter:
     """Load a model ready for ``predict``; kwargs go to ``Matter``.
 
     backend 'torch': weights is a folder or ``model.safetensors`` path; None is the shipped model.
@@ -112,31 +113,63 @@ def load_model(weights: str | Path | None = None, backend: str = "torch", **kwar
     backend 'onnx': weights is a folder written by ``shm export --onnx``; None exports the
     shipped model once into ``$SHM_CACHE/onnx`` (again whenever its weights, its config or
     the export format change).
+    device: 'auto' (the first CUDA GPU, else Apple's MPS, else the CPU), 'cpu', 'cuda',
+    'cuda:N' or 'mps' (the onnx backend: CPU or CUDA). precision: 'auto' (float16 on CUDA,
+    float32 elsewhere), 'fp32', 'fp16' or 'bf16' (``shm.inference.devices``); outputs are
+    float32 always. Raises FileNotFoundError or ValueError with one sentence saying what to do.
     """
-    from shm.models.fold import for_inference
-    from shm.pretrained import default_weights_dir, load_pretrained
-
     if backend == "torch":
-        return Matter(for_inference(load_pretrained(weights)), **kwargs)
-    if backend == "onnx":
-        from shm.inference.onnx import EXPORT_FORMAT, MNET_FILE, OnnxSHM, export_onnx
-        from shm.paths import default_cache_dir
+        from shm.inference.devices import OnDevice, resolve_device, resolve_precision
+        from shm.models.fold import for_inference
+        from shm.pretrained import load_pretrained
 
-        if weights is None:
-            shipped = default_weights_dir()
-            stamp = [EXPORT_FORMAT] + [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in
-                                       sorted(shipped.iterdir()) if p.suffix in (".json", ".safetensors")]
-            digest = hashlib.sha1(repr(stamp).encode()).hexdigest()[:12]
-            weights = default_cache_dir() / "onnx" / f"default-{digest}"
-            if not (weights / MNET_FILE).is_file():
-                export_onnx(load_pretrained(None), weights)
-                for stale in weights.parent.glob("default-*"):  # earlier weights or formats
-                    if stale != weights:
-                        shutil.rmtree(stale, ignore_errors=True)
-        return Matter(OnnxSHM(weights), **kwargs)
+        where = resolve_device(device)
+        dtype = resolve_precision(where, precision)
+        if weights is not None and (Path(weights) / "tnet.onnx").is_file():
+            raise FileNotFoundError(f"{weights} holds an ONNX export, not torch weights; use "
+                                    "backend 'onnx' (--backend onnx) for it.")
+        model = for_inference(load_pretrained(weights))
+        if where.type != "cpu" or dtype != torch.float32:
+            model = OnDevice(model, where, dtype)
+        return Matter(model, **kwargs)
+    if backend == "onnx":
+        from shm.inference.devices import onnx_providers
+        from shm.inference.onnx import OnnxSHM
+
+        providers = onnx_providers(device, precision)
+        return Matter(OnnxSHM(_default_onnx() if weights is None else weights,
+                              providers=providers), **kwargs)
     raise ValueError(f"Unknown backend {backend!r}; choose torch or onnx.")
 
 
-def remove(image: ImageInput, model: Matter | None = None) -> Image.Image:
-    """One-liner: the RGBA cutout of a photo as a PIL image."""
-    return (model or load_model()).predict(image).rgba()
+def _default_onnx() -> Path:
+    """The shipped model's ONNX export under ``$SHM_CACHE/onnx``, made on first use and again
+    whenever its weights, its config or the export format change."""
+    from shm.inference.onnx import EXPORT_FORMAT, MNET_FILE, export_onnx
+    from shm.paths import default_cache_dir
+    from shm.pretrained import default_weights_dir, load_pretrained
+
+    shipped = default_weights_dir()
+    stamp = [EXPORT_FORMAT] + [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in
+                               sorted(shipped.iterdir()) if p.suffix in (".json", ".safetensors")]
+    digest = hashlib.sha1(repr(stamp).encode()).hexdigest()[:12]
+    folder = default_cache_dir() / "onnx" / f"default-{digest}"
+    if not (folder / MNET_FILE).is_file():
+        export_onnx(load_pretrained(None), folder)
+        for stale in folder.parent.glob("default-*"):  # earlier weights or formats
+            if stale != folder:
+                shutil.rmtree(stale, ignore_errors=True)
+    return folder
+
+
+@lru_cache(maxsize=4)
+def default_model(device: str = "auto", precision: str = "auto") -> Matter:
+    """The shipped model, loaded once per process for each (device, precision) asked for
+    (``default_model.cache_clear()`` forgets them)."""
+    return load_model(device=device, precision=precision)
+
+
+def remove(image: ImageInput, model: Matter | None = None, device: str = "auto") -> Image.Image:
+    """One-liner: the RGBA cutout of a photo as a PIL image, by ``model`` or else the shipped
+    model on ``device`` (loaded on the first call, then kept: ``default_model``)."""
+    return (model or default_model(device)).predict(image).rgba()
