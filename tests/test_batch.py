@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shm.batch import MANIFEST, SUMMARY, Job, Worker, run_batch
+from shm.batch import MANIFEST, SUMMARY, Job, ModelSpec, Worker, run_batch
 from tests.fuzz import zero_png
 
 
@@ -86,7 +86,7 @@ def test_decompression_bomb_is_recorded_and_reruns_go_on(photos, tmp_path, tiny_
 
 
 def test_worker_records_any_error_of_one_input(photos, tiny_weights):
-    worker = Worker(str(tiny_weights), "alpha", None)
+    worker = Worker(ModelSpec(str(tiny_weights)), "alpha", None)
 
     def explode(source):
         raise RuntimeError("out of memory")
@@ -94,6 +94,71 @@ def test_worker_records_any_error_of_one_input(photos, tiny_weights):
     worker.model.predict = explode
     job = Job("p0.png", str(photos / "p0.png"), str(photos / "never.png"), "0")
     assert worker(job) == (job, "RuntimeError: out of memory")
+
+
+def test_rerun_redoes_an_output_the_user_deleted(photos, tmp_path, tiny_weights):
+    out = tmp_path / "out"
+    first = run_batch(photos, out, "alpha", weights=tiny_weights)
+    assert (first.done, first.failed) == (5, 1)
+    expected = (out / "sub" / "p1.png").read_bytes()
+    (out / "sub" / "p1.png").unlink()  # the manifest still says done
+    again = run_batch(photos, out, "alpha", weights=tiny_weights)
+    assert (again.done, again.skipped, again.failed_before) == (1, 4, 1)
+    assert (out / "sub" / "p1.png").read_bytes() == expected
+
+
+def _unreadable(monkeypatch, path):
+    """Make ``path`` unreadable to the batch: mode 000, and, for root (who reads it anyway),
+    an ``open`` in shm.batch that refuses it as the kernel refuses other users."""
+    path.chmod(0)
+    if os.geteuid() == 0:
+        def refuse(file, *args, **kwargs):
+            if Path(file) == path:
+                raise PermissionError(13, "Permission denied", str(file))
+            return open(file, *args, **kwargs)
+
+        monkeypatch.setattr("shm.batch.open", refuse, raising=False)
+
+
+def test_an_unreadable_input_is_one_failure(photos, tmp_path, tiny_weights, monkeypatch):
+    _unreadable(monkeypatch, photos / "p0.png")
+    out = tmp_path / "out"
+    summary = run_batch(photos, out, "alpha", weights=tiny_weights)
+    assert (summary.total, summary.done, summary.failed) == (6, 4, 2)
+    assert summary.failures["p0.png"] == "cannot be read (Permission denied)"
+    assert not (out / "p0.png").exists()
+    again = run_batch(photos, out, "alpha", weights=tiny_weights)  # still unreadable
+    assert (again.total, again.skipped, again.failed) == (6, 4, 2)
+    assert "p0.png" in again.failures
+    monkeypatch.undo()
+    (photos / "p0.png").chmod(0o644)
+    fixed = run_batch(photos, out, "alpha", weights=tiny_weights)
+    assert (fixed.done, fixed.skipped) == (1, 4) and "p0.png" not in fixed.failures
+
+
+def test_only_its_own_temp_files_are_removed(tmp_path, tiny_weights):
+    project = tmp_path / "proj"
+    (project / "photos").mkdir(parents=True)
+    (project / "notes").mkdir()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(project / "photos" / "a.png")
+    others = [project / ".vimswap.tmp", project / "notes" / ".draft.tmp",
+              project / ".b.png.shm-abcdefgh.tmp"]  # ours in form, but b.png is no output here
+    for f in others:
+        f.write_text("keep me")
+    stale = project / ".a.png.shm-k2_x9zq0.tmp"  # what a kill during the write of a.png leaves
+    stale.write_bytes(b"half a png")
+    summary = run_batch(project / "photos", project, "alpha", weights=tiny_weights)
+    assert summary.done == 1 and Image.open(project / "a.png").size == (16, 16)
+    assert not stale.exists()
+    assert all(f.read_text() == "keep me" for f in others)
+
+
+def test_a_looping_folder_link_is_skipped_and_listed(photos, tmp_path, tiny_weights):
+    (photos / "sub" / "up").symlink_to("..")
+    summary = run_batch(photos, tmp_path / "out", "alpha", weights=tiny_weights)
+    assert (summary.total, summary.done, summary.failed) == (6, 5, 1)
+    assert summary.links_skipped == {str(photos / "sub" / "up"): f"a link back to {photos}, "
+                                     "which would loop"}
 
 
 def test_bad_arguments(photos, tmp_path):

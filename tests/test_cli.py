@@ -1,5 +1,7 @@
 import json
 import shutil
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,8 +123,9 @@ def test_cutout_missing_weights_is_one_sentence(photos, tmp_path):
     assert "Traceback" not in res.output
 
 
-@pytest.mark.skipif(not (REF / "reference.json").is_file(), reason="no metrics-reference data")
+@pytest.mark.skipif(not SHARED.parent.is_dir(), reason="no ../shared beside this clone")
 def test_eval_json_on_the_reference_files(tmp_path):
+    assert (REF / "reference.json").is_file(), f"{REF}/reference.json is missing"
     for kind, folder in (("pred", "pred"), ("gt", "gt"), ("trimap", "trimap")):
         (tmp_path / folder).mkdir()
         for f in REF.glob(f"*_{kind}.png"):
@@ -204,3 +207,109 @@ def test_serve_says_when_the_port_is_taken():
         res = runner.invoke(app, ["serve", "--port", str(port)])
     assert res.exit_code == 1 and f"--port {port + 1}" in res.output
     assert "Loading the model" not in res.output  # checked before the slow part
+    program = res.output.split("e.g. ")[1].split(" serve --port")[0]
+    assert program != "shm" and Path(program).is_file()  # runs without .venv/bin on PATH
+    assert Path(program).absolute().parent == Path(sys.executable).parent
+
+
+def test_a_looping_folder_link_is_skipped_and_listed_for_globs_and_folders(photos, tmp_path,
+                                                                           tiny_weights):
+    (photos / "self").symlink_to(".")
+    (photos / "sub" / "c.jpg").write_bytes((photos / "a.jpg").read_bytes())
+    for spec in (f"{photos}/**/*.jpg", str(photos)):
+        out = tmp_path / "out"
+        res = runner.invoke(app, ["cutout", spec, "-o", str(out), "--weights", str(tiny_weights),
+                                  "--overwrite"])
+        assert res.exit_code == 0, res.output
+        assert f"skipped folder: {photos / 'self'}: a link back to {photos}, which would loop" \
+            in res.output
+        names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+        assert names == (["a.png", "c.png"] if "**" in spec else ["a.png", "sub/b.png", "sub/c.png"])
+        shutil.rmtree(out)
+
+
+def test_batch_lists_an_unreadable_input_as_one_failure(photos, tmp_path, tiny_weights,
+                                                        monkeypatch):
+    from tests.test_batch import _unreadable
+
+    _unreadable(monkeypatch, photos / "a.jpg")
+    res = runner.invoke(app, ["batch", str(photos), str(tmp_path / "out"), "--weights",
+                              str(tiny_weights)])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "2 inputs: 1 done, 0 skipped as finished before, 1 failed" in res.output
+    assert "failed: a.jpg: cannot be read (Permission denied)" in res.output
+
+
+def test_an_exported_model_runs_in_cutout_batch_and_serve(photos, tmp_path, tiny_fast_weights):
+    onnx = tmp_path / "onnx"
+    res = runner.invoke(app, ["export", "--onnx", str(onnx), "--weights", str(tiny_fast_weights)])
+    assert res.exit_code == 0 and f"--backend onnx --weights {onnx}" in res.output
+    out = tmp_path / "out"
+    args = [str(photos / "a.jpg"), "--format", "alpha", "--weights"]
+    res = runner.invoke(app, ["cutout", *args, str(onnx), "-o", str(out / "onnx"), "--backend",
+                              "onnx"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["cutout", *args, str(tiny_fast_weights), "-o", str(out / "torch")])
+    onnx_alpha = np.asarray(Image.open(out / "onnx" / "a.png"), np.int16)
+    torch_alpha = np.asarray(Image.open(out / "torch" / "a.png"), np.int16)
+    assert np.abs(onnx_alpha - torch_alpha).max() <= 1
+    res = runner.invoke(app, ["batch", str(photos), str(out / "batch"), "--backend", "onnx",
+                              "--weights", str(onnx), "--format", "alpha"])
+    assert res.exit_code == 0 and "2 done" in res.output, res.output
+    assert np.abs(np.asarray(Image.open(out / "batch" / "a.png"), np.int16) - onnx_alpha).max() == 0
+    help_text = runner.invoke(app, ["serve", "-h"]).output
+    assert "--backend" in help_text and "--device" in help_text
+
+
+@pytest.mark.parametrize("command", ["cutout", "batch"])
+def test_wrong_folder_for_a_backend_is_one_sentence(photos, tmp_path, tiny_weights, command):
+    onnx = tmp_path / "onnx"
+    assert runner.invoke(app, ["export", "--onnx", str(onnx), "--weights",
+                               str(tiny_weights)]).exit_code == 0
+    target = [str(tmp_path / "out")] if command == "batch" else ["-o", str(tmp_path / "out")]
+    cases = [([str(onnx)], "holds an ONNX export, not torch weights; use backend 'onnx'"),
+             ([str(tiny_weights), "--backend", "onnx"], "holds torch weights, not an ONNX export"),
+             ([str(tmp_path / "nowhere"), "--backend", "onnx"], "lacks tnet.onnx, mnet.onnx"),
+             ([str(tiny_weights), "--backend", "tensorrt"], "Unknown backend 'tensorrt'")]
+    for weights, message in cases:
+        res = runner.invoke(app, [command, str(photos), *target, "--weights", *weights])
+        assert res.exit_code in (1, 2) and message in res.output, res.output
+        assert "Traceback" not in res.output and len(res.output.strip().splitlines()) <= 2
+
+
+def test_export_help_names_options_that_exist():
+    text = " ".join(runner.invoke(app, ["export", "-h"]).output.split())
+    assert "use it with --backend onnx --weights DIR (cutout, batch, serve)" in text
+    for command in ("cutout", "batch", "serve"):
+        assert "--backend" in runner.invoke(app, [command, "-h"]).output
+
+
+def test_rgba_over_a_background_says_why_it_is_opaque(photos, tmp_path, tiny_weights):
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["cutout", str(photos / "a.jpg"), "-o", str(out), "--background",
+                              "red", "--weights", str(tiny_weights)])
+    assert res.exit_code == 0
+    assert "with --background the PNGs are opaque RGB, the subject over red" in res.output
+    assert Image.open(out / "a.png").mode == "RGB"
+    res = runner.invoke(app, ["cutout", str(photos / "a.jpg"), "-o", str(out), "--weights",
+                              str(tiny_weights), "--overwrite"])
+    assert "opaque" not in res.output and Image.open(out / "a.png").mode == "RGBA"
+
+
+def test_an_empty_file_is_reported_as_empty(photos, tmp_path, tiny_weights):
+    (photos / "zero.jpg").write_bytes(b"")
+    res = runner.invoke(app, ["cutout", str(photos / "zero.jpg"), "-o", str(tmp_path / "out"),
+                              "--weights", str(tiny_weights)])
+    assert res.exit_code == 1 and "zero.jpg is empty (0 bytes)" in res.output
+
+
+def test_a_large_photo_is_refused_without_pillows_warning(photos, tmp_path, tiny_weights):
+    import warnings
+
+    (photos / "big.png").write_bytes(zero_png(10000, 10000))  # 100 MP: past Pillow's warning
+    with warnings.catch_warnings(record=True) as caught:  # what Python would print to stderr
+        warnings.simplefilter("always")
+        res = runner.invoke(app, ["cutout", str(photos / "big.png"), "-o", str(tmp_path / "out"),
+                                  "--weights", str(tiny_weights)])
+    assert res.exit_code == 1 and "100.0 MP, over the limit of 50 MP" in res.output
+    assert not [w for w in caught if "DOS attack" in str(w.message)]

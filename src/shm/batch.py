@@ -22,7 +22,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from shm.inference.images import IMAGE_SUFFIXES
+from shm.fileio import stale_temp_files
+from shm.inference.inputs import find_images
 
 MANIFEST = ".shm-batch.sqlite"
 SUMMARY = "batch-summary.json"
@@ -42,7 +43,9 @@ class Job:
 class Summary:
     """Counts over the inputs: total = done + skipped + failed. done: finished in this run;
     skipped: finished in an earlier run, unchanged; failed: failed in this run or, not retried,
-    in an earlier one (failed_before of them); failures: input -> reason, one per failed."""
+    in an earlier one (failed_before of them), or unreadable now; failures: input -> reason,
+    one per failed; links_skipped: folder links (a loop, a folder searched already) and
+    unreadable folders left out of the search -> why."""
 
     total: int = 0
     done: int = 0
@@ -52,6 +55,7 @@ class Summary:
     seconds: float = 0.0
     images_per_second: float = 0.0
     failures: dict[str, str] = field(default_factory=dict)
+    links_skipped: dict[str, str] = field(default_factory=dict)
 
 
 class Manifest:
@@ -79,52 +83,86 @@ class Manifest:
         self.db.close()
 
 
-def find_images(folder: Path, exclude: Path | None = None) -> list[Path]:
-    """Image files under ``folder`` (recursive, sorted), leaving out those under ``exclude``
-    where it is a folder inside ``folder`` (an output folder placed in the input folder)."""
-    root = folder.resolve()
-    skip = exclude.resolve() if exclude is not None else None
-    if skip is not None and (skip == root or not skip.is_relative_to(root)):
-        skip = None
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                  and (skip is None or not p.resolve().is_relative_to(skip)))
+@dataclass
+class Plan:
+    """What a run has to do: jobs still to do; skipped, how many inputs finished before;
+    failed_before, the inputs skipped as failed before; unreadable, input -> reason for those
+    that cannot be read now; targets, the output path of every input; links, folder links and
+    folders left out of the search -> why."""
+
+    jobs: list[Job]
+    skipped: int
+    failed_before: set[str]
+    unreadable: dict[str, str]
+    targets: set[Path]
+    links: dict[str, str]
 
 
 def plan(input_dir: Path, output_dir: Path, fmt: str, retry_failed: bool, manifest: Manifest
-         ) -> tuple[list[Job], int, set[str]]:
-    """Jobs still to do, how many inputs are skipped as finished before, and the inputs skipped
-    as failed before."""
+         ) -> Plan:
+    """Compare the inputs with the manifest: an input is redone unless it finished before with
+    the same content and its output is still there, or failed before with the same content
+    (unless ``retry_failed``)."""
     from shm.inference.outputs import output_names
 
     known = manifest.state()
-    paths = find_images(input_dir, exclude=output_dir)
+    links: list[tuple[str, str]] = []
+    paths = find_images(input_dir, exclude=output_dir, skipped=links)
     names = output_names((p.relative_to(input_dir) for p in paths), fmt)
-    jobs, skipped, failed_before = [], 0, set()
+    out = Plan([], 0, set(), {}, set(), dict(links))
     for path in paths:
         rel = path.relative_to(input_dir)
         target = output_dir / names[rel]
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        out.targets.add(target)
+        try:
+            digest = sha256_of(path)
+        except OSError as e:
+            out.unreadable[rel.as_posix()] = f"cannot be read ({e.strerror or e})"
+            continue
         sha, status = known.get(rel.as_posix(), (None, None))
         if sha == digest and status == "done" and target.is_file():
-            skipped += 1
+            out.skipped += 1
         elif sha == digest and status == "failed" and not retry_failed:
-            failed_before.add(rel.as_posix())
+            out.failed_before.add(rel.as_posix())
         else:
-            jobs.append(Job(rel.as_posix(), str(path), str(target), digest))
-    return jobs, skipped, failed_before
+            out.jobs.append(Job(rel.as_posix(), str(path), str(target), digest))
+    return out
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's content, read in chunks of ``chunk`` bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model each worker loads: ``shm.load_model(weights, backend, device, precision)``
+    (weights None: the shipped model). Small and picklable, for worker processes and actors."""
+
+    weights: str | None = None
+    backend: str = "torch"
+    device: str = "auto"
+    precision: str = "auto"
+
+    def load(self):
+        from shm.inference.predictor import load_model
+
+        return load_model(self.weights, self.backend, self.device, self.precision)
 
 
 class Worker:
     """Holds one loaded model and processes jobs; used by both engines."""
 
-    def __init__(self, weights: str | None, fmt: str, background: str | None,
+    def __init__(self, spec: ModelSpec, fmt: str, background: str | None,
                  threads: int = 1) -> None:
         import torch
 
-        from shm.inference.predictor import load_model
-
         torch.set_num_threads(threads)
-        self.model = load_model(weights)
+        self.model = spec.load()
         self.fmt, self.background = fmt, background
 
     def __call__(self, job: Job) -> tuple[Job, str | None]:
@@ -156,17 +194,17 @@ def exit_with_parent(parent: int, poll_s: float = 0.5) -> None:
     threading.Thread(target=watch, name="shm-exit-with-parent", daemon=True).start()
 
 
-def _init_local(parent, weights, fmt, background, threads) -> None:
+def _init_local(parent, spec, fmt, background, threads) -> None:
     global _worker  # one model per pool process, loaded once
     exit_with_parent(parent)
-    _worker = Worker(weights, fmt, background, threads)
+    _worker = Worker(spec, fmt, background, threads)
 
 
 def _run_local(job: Job) -> tuple[Job, str | None]:
     return _worker(job)
 
 
-def local_engine(jobs: list[Job], weights: str | None, fmt: str, background: str | None,
+def local_engine(jobs: list[Job], spec: ModelSpec, fmt: str, background: str | None,
                  workers: int) -> Iterator[tuple[Job, str | None]]:
     """A process pool; each process loads the model once and exits when this process dies.
     Processes are spawned, not forked: forking a process whose torch thread pool is running can
@@ -174,13 +212,15 @@ def local_engine(jobs: list[Job], weights: str | None, fmt: str, background: str
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init_local,
-                             initargs=(os.getpid(), weights, fmt, background, threads)) as pool:
+                             initargs=(os.getpid(), spec, fmt, background, threads)) as pool:
         yield from pool.map(_run_local, jobs, chunksize=1)
 
 
-def ray_engine(jobs: list[Job], weights: str | None, fmt: str, background: str | None,
+def ray_engine(jobs: list[Job], spec: ModelSpec, fmt: str, background: str | None,
                workers: int, address: str | None) -> Iterator[tuple[Job, str | None]]:
-    """Ray Data: map_batches over the jobs with actors that each hold the model."""
+    """Ray Data: map_batches over the jobs with actors that each hold the model. With a
+    device 'cuda' each actor asks Ray for a GPU; Ray hides the GPUs from the others, so
+    'auto' runs them on the CPU."""
     import ray
 
     started_here = not ray.is_initialized()
@@ -190,7 +230,7 @@ def ray_engine(jobs: list[Job], weights: str | None, fmt: str, background: str |
 
     class Actor:
         def __init__(self) -> None:
-            self.worker = Worker(weights, fmt, background)
+            self.worker = Worker(spec, fmt, background)
 
         def __call__(self, batch: dict) -> dict:
             errors = []
@@ -201,6 +241,7 @@ def ray_engine(jobs: list[Job], weights: str | None, fmt: str, background: str |
 
     data = ray.data.from_items([asdict(j) for j in jobs])
     out = data.map_batches(Actor, batch_size=4, num_cpus=1, batch_format="numpy",
+                           num_gpus=1 if spec.device.startswith("cuda") else 0,
                            compute=ray.data.ActorPoolStrategy(size=workers))
     try:
         for row in out.iter_rows():
@@ -215,15 +256,18 @@ def run_batch(input_dir: str | Path, output_dir: str | Path, fmt: str = "rgba",
               background: str | None = None, workers: int = 1, engine: str = "local",
               ray_address: str | None = None, retry_failed: bool = False,
               weights: str | Path | None = None,
-              progress: Callable[[int, int], None] | None = None) -> Summary:
+              progress: Callable[[int, int], None] | None = None,
+              model: ModelSpec | None = None) -> Summary:
     """Cut out every image under ``input_dir`` into ``output_dir`` (same relative paths).
 
+    model: what each worker loads (default: ``weights`` on the torch backend, device auto).
     Returns the Summary, also written to ``output_dir/batch-summary.json``.
     progress(finished, to_do) is called after each image.
     """
     from shm.inference.outputs import FORMATS
 
     input_dir, output_dir = Path(input_dir), Path(output_dir)
+    spec = model or ModelSpec(None if weights is None else str(weights))
     if not input_dir.is_dir():
         raise FileNotFoundError(f"{input_dir} is not a folder.")
     if fmt not in FORMATS:
@@ -236,30 +280,32 @@ def run_batch(input_dir: str | Path, output_dir: str | Path, fmt: str = "rgba",
         raise ValueError(f"The output folder is the input folder; write to another one, e.g. "
                          f"{output_dir / 'cutouts'}.")
     output_dir.mkdir(parents=True, exist_ok=True)
-    for stale in output_dir.rglob(".*.tmp"):  # left by a run killed mid-write
-        stale.unlink()
     manifest = Manifest(output_dir / MANIFEST)
     start = time.perf_counter()
     try:
-        jobs, skipped, failed_before = plan(input_dir, output_dir, fmt, retry_failed, manifest)
-        summary = Summary(total=len(jobs) + skipped + len(failed_before), skipped=skipped,
-                          failed=len(failed_before), failed_before=len(failed_before))
-        w = None if weights is None else str(weights)
+        todo = plan(input_dir, output_dir, fmt, retry_failed, manifest)
+        for stale in stale_temp_files(todo.targets):  # left by a run killed mid-write
+            stale.unlink(missing_ok=True)
+        jobs, failed_before = todo.jobs, todo.failed_before
+        summary = Summary(total=len(jobs) + todo.skipped + len(failed_before) + len(todo.unreadable),
+                          skipped=todo.skipped, failed=len(failed_before) + len(todo.unreadable),
+                          failed_before=len(failed_before), links_skipped=todo.links)
+        for rel, reason in todo.unreadable.items():
+            manifest.record(Job(rel, str(input_dir / rel), "", ""), reason)
         results: Iterable = ([] if not jobs else
-                             local_engine(jobs, w, fmt, background, workers) if engine == "local"
-                             else ray_engine(jobs, w, fmt, background, workers, ray_address))
-        for job, error in results:
+                             local_engine(jobs, spec, fmt, background, workers) if engine == "local"
+                             else ray_engine(jobs, spec, fmt, background, workers, ray_address))
+        for processed, (job, error) in enumerate(results, 1):
             manifest.record(job, error)
             summary.done += error is None
             summary.failed += error is not None
             if progress:
-                progress(summary.done + summary.failed - summary.failed_before, len(jobs))
-        current = failed_before | {job.rel for job in jobs}
+                progress(processed, len(jobs))
+        current = failed_before | set(todo.unreadable) | {job.rel for job in jobs}
         summary.failures = {rel: e for rel, e in manifest.failures().items() if rel in current}
     finally:
         manifest.close()
     summary.seconds = time.perf_counter() - start
-    processed = summary.done + summary.failed - summary.failed_before
-    summary.images_per_second = processed / summary.seconds if processed else 0.0
+    summary.images_per_second = len(jobs) / summary.seconds if jobs else 0.0
     (output_dir / SUMMARY).write_text(json.dumps(asdict(summary), indent=2))
     return summary

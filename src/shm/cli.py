@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import NoReturn
 
@@ -28,14 +28,43 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _load(weights: Path | None, **kwargs):
+def _load(weights: Path | None, backend: str = "torch", device: str = "auto",
+          precision: str = "auto", **kwargs):
     from shm.inference.predictor import load_model
 
     err.print("Loading the model...", highlight=False)
     try:
-        return load_model(weights, **kwargs)
+        return load_model(weights, backend, device, precision, **kwargs)
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
+
+
+BACKEND_HELP = ("torch, or onnx: a folder written by `shm export --onnx DIR` as --weights "
+                "(default: the shipped model, exported once).")
+DEVICE_HELP = "auto (a CUDA GPU, else Apple's MPS, else the CPU), cpu, cuda, cuda:N or mps."
+PRECISION_HELP = "auto (fp16 on CUDA, else fp32), fp32, fp16 or bf16."
+
+
+def _check_device(backend: str, device: str, precision: str) -> None:
+    """Exit with one sentence (code 2) if ``device`` or ``precision`` cannot be used here."""
+    from shm.inference.devices import onnx_providers, resolve_device, resolve_precision
+
+    try:
+        if backend == "onnx":
+            onnx_providers(device, precision)
+        elif backend == "torch":
+            resolve_precision(resolve_device(device), precision)
+        else:
+            raise ValueError(f"Unknown backend {backend!r}; choose torch or onnx.")
+    except ValueError as e:
+        fail(str(e), 2)
+
+
+def _background_note(fmt: str, background: str | None) -> None:
+    """Say why a PNG comes out opaque (RGB) when a background is given with --format rgba."""
+    if fmt == "rgba" and background is not None:
+        err.print(f"note: with --background the PNGs are opaque RGB, the subject over "
+                  f"{background}; leave --background out for transparent RGBA.", highlight=False)
 
 
 def _progress():
@@ -43,31 +72,6 @@ def _progress():
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=err, transient=False)
-
-
-def expand_inputs(inputs: list[str], output: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """(file, name relative to the output folder) for every image the inputs name, each file
-    once, and the inputs that matched nothing. Folders are searched recursively and globs
-    expanded, both leaving out what lies in the ``output`` folder."""
-    from shm.batch import find_images
-
-    found, missing = [], []
-    out = output.resolve()
-    for spec in inputs:
-        path = Path(spec)
-        if path.is_dir():
-            found += [(p, p.relative_to(path)) for p in find_images(path, exclude=output)]
-        elif path.is_file():
-            found.append((path, Path(path.name)))
-        else:
-            matches = sorted(Path(m) for m in glob.glob(spec, recursive=True) if Path(m).is_file())
-            found += [(m, Path(m.name)) for m in matches if not m.resolve().is_relative_to(out)]
-            if not matches:
-                missing.append(spec)
-    unique: dict[Path, tuple[Path, Path]] = {}
-    for p, rel in found:
-        unique.setdefault(p.resolve(), (p, rel))
-    return list(unique.values()), missing
 
 
 @app.command()
@@ -80,11 +84,15 @@ def cutout(
     overwrite: bool = typer.Option(False, help="Replace existing output files (else they are "
                                    "skipped)."),
     weights: Path | None = typer.Option(None, help="Model folder; default: the shipped model."),
+    backend: str = typer.Option("torch", help=BACKEND_HELP),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    precision: str = typer.Option("auto", help=PRECISION_HELP),
     max_pixels: int = typer.Option(50_000_000, help="Refuse images with more pixels than this."),
 ) -> None:
     """Cut the people out of photos, with no trimap to draw."""
     from shm.fileio import write_bytes_atomic
     from shm.inference.images import ImageError
+    from shm.inference.inputs import expand
     from shm.inference.outputs import FORMATS, output_names, parse_background, render
 
     if fmt not in FORMATS:
@@ -94,14 +102,16 @@ def cutout(
             parse_background(background, (1, 1))
         except (ValueError, ImageError) as e:
             fail(str(e), 2)
-    files, failures = expand_inputs(inputs, output)
-    failed = [(spec, "no such file, folder or matching glob") for spec in failures]
-    names = output_names([rel for _, rel in files], fmt)
-    model = _load(weights, max_pixels=max_pixels)
+    _check_device(backend, device, precision)
+    _background_note(fmt, background)
+    found = expand(inputs, output)
+    failed = [(spec, "no such file, folder or matching glob") for spec in found.missing]
+    names = output_names([rel for _, rel in found.files], fmt)
+    model = _load(weights, backend, device, precision, max_pixels=max_pixels)
     done, skipped, written = 0, 0, {}
     with _progress() as bar:
-        task = bar.add_task("cutout", total=len(files))
-        for path, rel in files:
+        task = bar.add_task("cutout", total=len(found.files))
+        for path, rel in found.files:
             bar.update(task, description=f"cutout {rel}")
             target = output / names[rel]
             first = written.setdefault(target.as_posix().casefold(), path)
@@ -121,10 +131,16 @@ def cutout(
         bar.update(task, description="cutout")
     kept = f", {skipped} skipped as they exist (--overwrite replaces them)" if skipped else ""
     err.print(f"{done} written to {output}{kept}, {len(failed)} failed.", highlight=False)
+    _print_skipped_folders(found.skipped)
     for name, reason in failed:
         err.print(f"  failed: {name}: {reason}.", highlight=False)
     if failed:
         raise typer.Exit(1)
+
+
+def _print_skipped_folders(skipped: list[tuple[str, str]] | dict[str, str]) -> None:
+    for folder, reason in dict(skipped).items():
+        err.print(f"  skipped folder: {folder}: {reason}.", highlight=False)
 
 
 @app.command("eval")
@@ -277,9 +293,13 @@ def batch(
                                               "ray://head:10001 or auto; default: a local Ray."),
     retry_failed: bool = typer.Option(False, help="Run inputs that failed before again."),
     weights: Path | None = typer.Option(None, help="Model folder; default: the shipped model."),
+    backend: str = typer.Option("torch", help=BACKEND_HELP),
+    device: str = typer.Option("auto", help=DEVICE_HELP + " With --engine ray, cuda gives "
+                               "each actor a GPU."),
+    precision: str = typer.Option("auto", help=PRECISION_HELP),
 ) -> None:
     """Cut out a whole folder; rerun after a crash to finish only what is left."""
-    from shm.batch import SUMMARY, run_batch
+    from shm.batch import SUMMARY, ModelSpec, run_batch
     from shm.inference.images import ImageError
     from shm.inference.outputs import parse_background
 
@@ -288,13 +308,16 @@ def batch(
             parse_background(background, (1, 1))
         except (ValueError, ImageError) as e:
             fail(str(e), 2)
+    _check_device(backend, device, precision)
+    _background_note(fmt, background)
     if weights is not None:
-        _load(weights)  # fail early, with one sentence, on missing weights
+        _load(weights, backend, "cpu")  # fail early, with one sentence, on a wrong folder
+    spec = ModelSpec(None if weights is None else str(weights), backend, device, precision)
     with _progress() as bar:
         task = bar.add_task("batch", total=None)
         try:
             summary = run_batch(input_dir, output_dir, fmt, background, workers, engine,
-                                ray_address, retry_failed, weights,
+                                ray_address, retry_failed, model=spec,
                                 progress=lambda n, total: bar.update(task, completed=n, total=total))
         except (FileNotFoundError, ValueError) as e:
             fail(str(e), 2)
@@ -303,6 +326,7 @@ def batch(
     err.print(f"{summary.total} inputs: {summary.done} done, {summary.skipped} skipped as finished "
               f"before, {summary.failed} failed{before}; {summary.images_per_second:.2f} "
               f"images/s. Summary: {output_dir / SUMMARY}", highlight=False)
+    _print_skipped_folders(summary.links_skipped)
     for rel, reason in summary.failures.items():
         err.print(f"  failed: {rel}: {reason}", highlight=False)
     if summary.failures:
@@ -314,11 +338,13 @@ def export(
     onnx: Path = typer.Option(..., help="Folder to write tnet.onnx, mnet.onnx, config.json."),
     weights: Path | None = typer.Option(None, help="Model folder; default: the shipped model."),
 ) -> None:
-    """Export the model to ONNX (dynamic height and width); run it with --backend onnx."""
+    """Export the model to ONNX (dynamic height and width); use it with --backend onnx
+    --weights DIR (cutout, batch, serve)."""
     from shm.inference.onnx import export_onnx
 
-    folder = export_onnx(_load(weights).model, onnx)
-    err.print(f"Wrote {folder}/tnet.onnx and mnet.onnx.", highlight=False)
+    folder = export_onnx(_load(weights, device="cpu", precision="fp32").model, onnx)
+    err.print(f"Wrote {folder}/tnet.onnx and mnet.onnx; use them with "
+              f"`shm cutout --backend onnx --weights {folder} ...`.", highlight=False)
 
 
 @app.command()
@@ -341,6 +367,9 @@ def serve(
     allow_host: list[str] = typer.Option([], metavar="NAME", help="Another host name the "
                                          "server answers to (besides localhost, 127.0.0.1, "
                                          "[::1] and --host); repeat for more."),
+    backend: str = typer.Option("torch", help=BACKEND_HELP),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    precision: str = typer.Option("auto", help=PRECISION_HELP),
 ) -> None:
     """Start the interactive editor in the browser (http://HOST:PORT)."""
     import socket
@@ -350,14 +379,15 @@ def serve(
     from shm.editor.app import create_app
     from shm.paths import default_cache_dir
 
+    _check_device(backend, device, precision)
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
         try:
             probe.bind((host.strip("[]"), port))
         except OSError as e:
             fail(f"Cannot listen on {host}:{port} ({e.strerror}); is the editor already running? "
-                 f"Choose another port, e.g. shm serve --port {port + 1}.")
-    matter = _load(weights, max_pixels=max_pixels)
+                 f"Choose another port, e.g. {_this_program()} serve --port {port + 1}.")
+    matter = _load(weights, backend, device, precision, max_pixels=max_pixels)
     app_ = create_app(matter, data_dir=data_dir or default_cache_dir() / "editor",
                       max_upload_mb=max_upload_mb, max_pixels=max_pixels, workers=workers,
                       max_json_kb=max_json_kb, history_mb=history_mb,
@@ -365,6 +395,18 @@ def serve(
                       allowed_hosts=[*allow_host, host])
     err.print(f"shm editor on http://{host}:{port}  (Ctrl+C stops it)", highlight=False)
     uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+def _this_program() -> str:
+    """How to run ``shm`` from the current folder: the ``shm`` script beside this Python (in
+    its virtual environment, which need not be on PATH), relative where that is shorter."""
+    script = Path(sys.executable).parent / "shm"
+    if not script.is_file():
+        return "shm"
+    try:
+        return str(script.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(script.absolute())
 
 
 def main() -> None:
