@@ -20,8 +20,19 @@ $(VENV)/.installed: pyproject.toml
 	    decontaminate(np.zeros((8, 8, 3), np.uint8), np.full((8, 8), 0.5, np.float32))"
 	touch $@
 
-run: setup
+# serving needs the package and its dependencies only, not setup's test and bench extras;
+# after a full setup (make test) there is nothing more to install
+run: $(if $(wildcard $(VENV)/.installed),$(VENV)/.installed,$(VENV)/.serve)
 	$(BIN)/shm serve
+
+$(VENV)/.serve: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e .
+	$(BIN)/python -c "import numpy as np; from shm.inference.foreground import decontaminate; \
+	    decontaminate(np.zeros((8, 8, 3), np.uint8), np.full((8, 8), 0.5, np.float32))"
+	touch $@
 
 test: setup
 	$(BIN)/python -m pytest -q
