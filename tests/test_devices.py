@@ -171,3 +171,21 @@ def test_cuda_matches_the_cpu(tiny_fast_weights):
         gpu = load_model(device="cuda", precision=precision).predict(image)
         diff = np.abs(cpu.alpha - gpu.alpha)
         assert diff.max() < tolerance * 5 and diff.mean() < tolerance / 10, precision
+
+
+def test_ray_batch_leaves_the_device_to_its_actors_but_checks_the_name(tmp_path, monkeypatch):
+    import shm.batch
+
+    seen = []
+    def run_batch(*args, model, **kwargs):
+        seen.append(model)
+        return shm.batch.Summary()
+
+    monkeypatch.setattr(shm.batch, "run_batch", run_batch)
+    res = runner.invoke(app, ["batch", str(tmp_path), str(tmp_path / "out"), "--engine", "ray",
+                              "--device", "cuda:3", "--precision", "fp16"])
+    assert res.exit_code == 0, res.output
+    assert [(s.device, s.precision) for s in seen] == [("cuda:3", "fp16")]  # not refused here
+    res = runner.invoke(app, ["batch", str(tmp_path), str(tmp_path / "out"), "--engine", "ray",
+                              "--device", "gpu"])
+    assert res.exit_code == 2 and "Unknown device 'gpu'" in res.output and len(seen) == 1

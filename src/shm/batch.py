@@ -21,9 +21,13 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shm.fileio import stale_temp_files
 from shm.inference.inputs import find_images
+
+if TYPE_CHECKING:
+    from shm.inference.predictor import Matter
 
 MANIFEST = ".shm-batch.sqlite"
 SUMMARY = "batch-summary.json"
@@ -148,7 +152,7 @@ class ModelSpec:
     device: str = "auto"
     precision: str = "auto"
 
-    def load(self):
+    def load(self) -> Matter:
         from shm.inference.predictor import load_model
 
         return load_model(self.weights, self.backend, self.device, self.precision)

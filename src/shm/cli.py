@@ -45,17 +45,29 @@ DEVICE_HELP = "auto (a CUDA GPU, else Apple's MPS, else the CPU), cpu, cuda, cud
 PRECISION_HELP = "auto (fp16 on CUDA, else fp32), fp32, fp16 or bf16."
 
 
-def _check_device(backend: str, device: str, precision: str) -> None:
-    """Exit with one sentence (code 2) if ``device`` or ``precision`` cannot be used here."""
-    from shm.inference.devices import onnx_providers, resolve_device, resolve_precision
+def _check_device(backend: str, device: str, precision: str, here: bool = True) -> None:
+    """Exit with one sentence (code 2) if ``device`` or ``precision`` cannot be used on this
+    machine or, unless ``here`` (the model runs elsewhere: Ray actors), are no known names."""
+    from shm.inference.devices import (
+        PRECISIONS,
+        onnx_providers,
+        parse_device,
+        resolve_device,
+        resolve_precision,
+    )
 
     try:
-        if backend == "onnx":
-            onnx_providers(device, precision)
-        elif backend == "torch":
-            resolve_precision(resolve_device(device), precision)
-        else:
+        if backend not in ("torch", "onnx"):
             raise ValueError(f"Unknown backend {backend!r}; choose torch or onnx.")
+        if not here:
+            parse_device(device)
+            if precision not in PRECISIONS:
+                raise ValueError(f"Unknown precision {precision!r}; choose one of "
+                                 f"{', '.join(PRECISIONS)}.")
+        elif backend == "onnx":
+            onnx_providers(device, precision)
+        else:
+            resolve_precision(resolve_device(device), precision)
     except ValueError as e:
         fail(str(e), 2)
 
@@ -308,7 +320,7 @@ def batch(
             parse_background(background, (1, 1))
         except (ValueError, ImageError) as e:
             fail(str(e), 2)
-    _check_device(backend, device, precision)
+    _check_device(backend, device, precision, here=engine != "ray")
     _background_note(fmt, background)
     if weights is not None:
         _load(weights, backend, "cpu")  # fail early, with one sentence, on a wrong folder

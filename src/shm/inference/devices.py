@@ -15,13 +15,20 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
+def parse_device(name: str) -> tuple[str, int | None]:
+    """(kind, GPU index or None) of a device name: 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.
+    Raises ValueError, with one sentence, for any other name."""
+    kind, _, index = name.partition(":")
+    if kind not in DEVICES or (index and (kind != "cuda" or not index.isdigit())):
+        raise ValueError(f"Unknown device {name!r}; choose auto, cpu, cuda (or cuda:N) or mps.")
+    return kind, int(index) if index else None
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """The torch device that ``name`` means: 'auto' is the first CUDA GPU if there is one, else
     Apple's MPS if available, else the CPU; 'cuda:N' is GPU N. Raises ValueError, with one
     sentence, for an unknown name or a device this machine does not have."""
-    kind, _, index = name.partition(":")
-    if kind not in DEVICES or (index and (kind != "cuda" or not index.isdigit())):
-        raise ValueError(f"Unknown device {name!r}; choose auto, cpu, cuda (or cuda:N) or mps.")
+    kind, index = parse_device(name)
     if kind == "auto":
         kind = ("cuda" if torch.cuda.is_available()
                 else "mps" if torch.backends.mps.is_available() else "cpu")
@@ -30,10 +37,10 @@ def resolve_device(name: str = "auto") -> torch.device:
         if count == 0:
             raise ValueError(f"Device {name!r} is not available: this torch "
                              f"({torch.__version__}) finds no CUDA GPU; use cpu or auto.")
-        if int(index or 0) >= count:
+        if (index or 0) >= count:
             raise ValueError(f"Device {name!r} is not available: this machine has {count} CUDA "
                              f"GPU(s), cuda:0 to cuda:{count - 1}.")
-        return torch.device("cuda", int(index or 0))
+        return torch.device("cuda", index or 0)
     if kind == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"Device {name!r} is not available: Apple's MPS needs a Mac with "
                          "Apple silicon and a torch built for it; use cpu or auto.")
@@ -118,9 +125,7 @@ def onnx_providers(name: str = "auto", precision: str = "auto") -> list:
         raise ValueError(f"The onnx backend runs in fp32 only, not {precision}; use the torch "
                          "backend for half precision.")
 
-    kind, _, index = name.partition(":")
-    if kind not in DEVICES or (index and (kind != "cuda" or not index.isdigit())):
-        raise ValueError(f"Unknown device {name!r}; choose auto, cpu, cuda (or cuda:N) or mps.")
+    kind, index = parse_device(name)
     has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
     if kind == "mps":
         raise ValueError("The onnx backend runs on the CPU or a CUDA GPU, not on mps; use the "
@@ -130,5 +135,5 @@ def onnx_providers(name: str = "auto", precision: str = "auto") -> list:
                          "onnxruntime has no CUDA provider (install onnxruntime-gpu); use the "
                          "torch backend or cpu.")
     if kind in ("auto", "cuda") and has_cuda:
-        return [("CUDAExecutionProvider", {"device_id": int(index or 0)}), "CPUExecutionProvider"]
+        return [("CUDAExecutionProvider", {"device_id": index or 0}), "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
