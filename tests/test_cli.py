@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -240,7 +241,7 @@ def test_batch_lists_an_unreadable_input_as_one_failure(photos, tmp_path, tiny_w
     assert "failed: a.jpg: cannot be read (Permission denied)" in res.output
 
 
-def test_an_exported_model_runs_in_cutout_batch_and_serve(photos, tmp_path, tiny_fast_weights):
+def test_an_exported_model_runs_in_cutout_and_batch(photos, tmp_path, tiny_fast_weights):
     onnx = tmp_path / "onnx"
     res = runner.invoke(app, ["export", "--onnx", str(onnx), "--weights", str(tiny_fast_weights)])
     assert res.exit_code == 0 and f"--backend onnx --weights {onnx}" in res.output
@@ -257,8 +258,29 @@ def test_an_exported_model_runs_in_cutout_batch_and_serve(photos, tmp_path, tiny
                               "--weights", str(onnx), "--format", "alpha"])
     assert res.exit_code == 0 and "2 done" in res.output, res.output
     assert np.abs(np.asarray(Image.open(out / "batch" / "a.png"), np.int16) - onnx_alpha).max() == 0
-    help_text = runner.invoke(app, ["serve", "-h"]).output
-    assert "--backend" in help_text and "--device" in help_text
+
+
+
+def test_serve_hands_the_editor_the_backend_and_device_asked_for(tmp_path, tiny_fast_weights,
+                                                                monkeypatch):
+    import uvicorn
+
+    import shm.editor.app
+    from shm.inference.devices import OnDevice
+    from shm.inference.onnx import OnnxSHM
+
+    served = []
+    monkeypatch.setattr(shm.editor.app, "create_app", lambda matter, **kw: served.append(matter))
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: None)
+    onnx = tmp_path / "onnx"
+    assert runner.invoke(app, ["export", "--onnx", str(onnx), "--weights",
+                               str(tiny_fast_weights)]).exit_code == 0
+    for options in (["--backend", "onnx", "--weights", str(onnx)],
+                    ["--weights", str(tiny_fast_weights), "--device", "cpu", "--precision", "bf16"]):
+        res = runner.invoke(app, ["serve", "--port", "0", *options])
+        assert res.exit_code == 0, res.output
+    assert isinstance(served[0].model, OnnxSHM)
+    assert isinstance(served[1].model, OnDevice) and served[1].model.dtype == torch.bfloat16
 
 
 @pytest.mark.parametrize("command", ["cutout", "batch"])

@@ -133,3 +133,30 @@ def test_readme_examples_run_as_written(workdir):
          "shm serve --device cuda"]
         + ([] if torch.cuda.is_available() else ["shm cutout photo.jpg --device cuda --precision "
                                                  "fp32 -o out-gpu/"]))
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_run_installs_what_serving_needs_and_make_test_everything(tmp_path):
+    """The README's two top commands: ``make run`` sets up .venv and serves the editor without
+    the test and bench extras; ``make test`` sets up everything and runs the tests."""
+    import subprocess
+
+    root = README.parent
+
+    def plan(target: str, venv: Path) -> list[str]:
+        out = subprocess.run(["make", "-n", target, f"VENV={venv}"], cwd=root, check=True,
+                             capture_output=True, text=True).stdout
+        return [line.strip() for line in out.splitlines()]
+
+    fresh = plan("run", tmp_path / "venv")
+    installs = [line for line in fresh if " install " in line]
+    assert any(line.endswith("install -q -e .") for line in installs), installs
+    assert not any("[" in line for line in installs)  # no extras
+    assert fresh[-1] == f"{tmp_path / 'venv'}/bin/shm serve"
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / ".installed").touch()  # after make setup or make test: nothing more to install
+    assert plan("run", full) == [f"{full}/bin/shm serve"]
+    test = plan("test", tmp_path / "venv2")
+    assert any('install -q -e ".[test,bench]"' in line for line in test)
+    assert test[-1].endswith("bin/python -m pytest -q")
