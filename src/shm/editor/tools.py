@@ -2,8 +2,9 @@
 
 ``refine_edge`` snaps a soft edge to the photo under a brush stroke (a colour guided filter of
 the alpha, He et al. 2013) without lowering confident foreground or adding alpha to clear
-background. ``split_subject`` tells the clicked person from the others inside the matte: a
-watershed over the photo's edges, seeded at the click and at each person's head.
+background. ``split_subject`` tells the clicked person from the others inside the matte: people
+joined in the matte are told apart by their heads (bumps of the outline's top) and a watershed
+over the photo's edges, seeded at the click and below each head.
 """
 
 from __future__ import annotations
@@ -15,6 +16,12 @@ from scipy import ndimage
 CONFIDENT = 0.9   # refine never lowers alpha at or above this, never raises it at or below 1 - it
 GUIDE_EPS = 1e-3  # guided filter regulariser (colour variance units, image in [0, 1])
 SELECT_SIDE = 384  # long side of the grid select subject works on (pixels)
+LOOSE = 0.1       # select subject: alpha that joins a faint limb to its body
+MIN_OTHER = 0.15  # ... a piece smaller than this share of the subject is the subject's
+NEAR_PART = 0.03  # ... a separate piece this close (share of the subject's height) is too
+NEAR_SOFT = 0.05  # ... soft pixels further than this from the subject go
+HEAD_RISE, HEAD_WIDTH = 0.06, 0.05  # a head's bump: its rise and width, shares of the height
+EIGHT = np.ones((3, 3))  # 8-connectivity
 
 
 def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float = GUIDE_EPS
@@ -82,61 +89,108 @@ def split_subject(image: np.ndarray, alpha: np.ndarray, points: np.ndarray, remo
     """Foreground to drop so that only the clicked person stays (or, ``remove``, goes).
 
     image: (H, W, 3) uint8; alpha: (H, W) float32 in [0, 1]; points: (N, 2) [x, y] clicks inside
-    the image. Works on a grid of at most SELECT_SIDE pixels a side. Blobs of the matte
-    (alpha > 0.5) that no click touches are other people. A clicked blob holding several heads
-    (ridges of the matte's distance map with background right above them) is split by a
-    watershed over the photo's colour edges, grown from each head's spine (the column below it)
-    and from the clicks, which join the head nearest them across; a person in front of another
-    is so cut along their outline. Soft pixels go with the nearest person.
+    the image. Works on a grid of at most SELECT_SIDE pixels a side.
+
+    The clicked group is the part of the matte (alpha > 0.5) joined to a click through alpha >
+    LOOSE, so a hand or foot the matte holds only faintly stays with its body. Its heads are
+    the wide bumps of its top outline (``_heads``); with several, each head seeds the column
+    below it, the clicks seed the head nearest them across, and a watershed over the photo's
+    colour edges grows them, so the cut follows the outline of the person in front. A grown
+    region of another head goes only if it holds that head and is at least MIN_OTHER of the
+    subject's size; other pieces stay with the subject. Outside the group, blobs go unless they
+    are small (under MIN_OTHER of the subject) and within NEAR_PART of its height. Soft pixels
+    (alpha <= 0.5) go with the nearest matte pixel's side, and go anyway when further than
+    NEAR_SOFT of the subject's height from it (faint ghosts of a crowd behind).
     Returns the (H, W) bool mask of pixels to drop and how many connected parts it has.
     """
-    from skimage.segmentation import watershed
-
     h, w = alpha.shape
     scale = min(1.0, SELECT_SIDE / max(h, w))
     small = (max(1, round(w * scale)), max(1, round(h * scale)))
-    fg = cv2.resize((alpha > 0.5).astype(np.uint8), small, interpolation=cv2.INTER_NEAREST) > 0
+
+    def grid(mask: np.ndarray) -> np.ndarray:  # a cell counts if a quarter of it is set
+        return cv2.resize(mask.astype(np.float32), small, interpolation=cv2.INTER_AREA) > 0.25
+
+    fg, loose = grid(alpha > 0.5), grid(alpha > LOOSE)
     if not fg.any():
         return np.zeros((h, w), bool), 0
     clicks = np.clip(np.floor(points * scale).astype(int), 0, [small[0] - 1, small[1] - 1])
-    blobs = ndimage.label(fg, structure=np.ones((3, 3)))[0]
-    dist = ndimage.distance_transform_edt(fg)
     nearest = ndimage.distance_transform_edt(~fg, return_distances=False, return_indices=True)
     seeds = [(int(nearest[0][y, x]), int(nearest[1][y, x])) for x, y in clicks]  # (row, col)
-    subject = np.isin(blobs, [blobs[s] for s in seeds])
-    heads = _heads(fg & subject, dist)
-    if len(heads) > 1:  # several people in the clicked blob: grow each from its head
-        photo = cv2.resize(image, small, interpolation=cv2.INTER_AREA).astype(np.float32)
-        edges = np.max([cv2.Sobel(photo[..., k], cv2.CV_32F, 1, 0) ** 2 +
-                        cv2.Sobel(photo[..., k], cv2.CV_32F, 0, 1) ** 2 for k in range(3)], axis=0)
-        markers = np.zeros(fg.shape, np.int32)
-        for k, (r, c) in enumerate(heads):  # the spine: down from the head while in the matte
-            spine = np.flatnonzero(~subject[r:, c])
-            markers[r:r + (spine[0] if len(spine) else fg.shape[0]), c] = k + 1
-        chosen = [int(np.argmin(np.abs(heads[:, 1] - c))) + 1 for _, c in seeds]
-        for (r, c), k in zip(seeds, chosen, strict=True):
-            markers[r, c] = k
-        grown = watershed(edges, markers, mask=subject)
-        subject = np.isin(grown, list(chosen))
-    person = subject if remove else fg & ~subject
-    count = ndimage.label(person, structure=np.ones((3, 3)))[1]
+    joined = ndimage.label(loose | fg, structure=EIGHT)[0]
+    group = np.isin(joined, [joined[s] for s in seeds]) & fg
+    heads = _heads(group)
+    subject = _split_group(image, group, heads, seeds) if len(heads) > 1 else group
+    rows = np.flatnonzero(subject.any(1))
+    height = rows[-1] - rows[0] + 1
+    away = ndimage.distance_transform_edt(~subject)
+    blobs, count = ndimage.label(fg & ~group, structure=EIGHT)
+    if count:
+        index = np.arange(1, count + 1)
+        parts = ((ndimage.sum(fg, blobs, index) < MIN_OTHER * subject.sum()) &
+                 (ndimage.minimum(away, blobs, index) <= max(2, NEAR_PART * height)))
+        subject |= np.isin(blobs, index[parts])
     # every grid pixel takes the side of the nearest matte pixel, then back to full size
-    side = person[nearest[0], nearest[1]]
+    kept = subject[nearest[0], nearest[1]] & (fg | (away <= max(2, NEAR_SOFT * height)))
+    side = kept if remove else ~kept
+    count = ndimage.label(fg & side, structure=EIGHT)[1]
     drop = cv2.resize(side.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
     return drop & (alpha >= 0.5 / 255), count
 
 
-def _heads(fg: np.ndarray, dist: np.ndarray) -> np.ndarray:
-    """(K, 2) [row, col] centres of the heads in a matte: ridges of its distance map ``dist``
-    (the inscribed radius, from ``fg``) with background right above them."""
-    from skimage.feature import peak_local_max
+def _split_group(image: np.ndarray, group: np.ndarray, heads: np.ndarray,
+                 seeds: list[tuple[int, int]]) -> np.ndarray:
+    """The clicked person's part of ``group`` ((h, w) bool, the grid's matte of several people
+    with ``heads`` (K, 3) [row, col, width]), clicked at ``seeds`` [(row, col)]; ``image``
+    (H, W, 3) uint8 is resized to the grid for its colour edges."""
+    from skimage.segmentation import watershed
 
-    peaks = peak_local_max(dist, min_distance=max(2, round(0.05 * max(fg.shape))),
-                           threshold_abs=0.2 * dist.max(), labels=fg.astype(np.int32))
-    heads = []
-    for r, c in peaks:
-        radius = dist[r, c]
-        top, bottom = max(0, round(r - 1.3 * radius)), max(0, round(r - radius) + 1)
-        if top == bottom or not fg[top:bottom, c].all():  # the top of the head, or the image's
-            heads.append((r, c))
-    return np.array(heads, dtype=int).reshape(-1, 2)
+    photo = cv2.resize(image, group.shape[::-1], interpolation=cv2.INTER_AREA).astype(np.float32)
+    edges = np.max([cv2.Sobel(photo[..., k], cv2.CV_32F, 1, 0) ** 2 +
+                    cv2.Sobel(photo[..., k], cv2.CV_32F, 0, 1) ** 2 for k in range(3)], axis=0)
+    markers = np.zeros(group.shape, np.int32)
+    for k, (r, c, size) in enumerate(heads):  # the head and the column below it
+        gap = np.delete(np.abs(heads[:, 1] - c), k).min()
+        half = max(1, round(min(size / 2, 0.3 * gap)))
+        top = max(0, r - size // 2)
+        markers[top:top + 8 * size, max(0, c - half):c + half + 1][
+            group[top:top + 8 * size, max(0, c - half):c + half + 1]] = k + 1
+    chosen = []
+    for r, c in seeds:  # the nearest head across among those above the click
+        above = np.flatnonzero(heads[:, 0] <= r)
+        above = above if len(above) else np.arange(len(heads))
+        chosen.append(int(above[np.argmin(np.abs(heads[above, 1] - c))]) + 1)
+        markers[r, c] = chosen[-1]
+    grown = watershed(edges, markers, mask=group)
+    mine = np.isin(grown, chosen)
+    parts, count = ndimage.label(group & ~mine, structure=EIGHT)
+    index = np.arange(1, count + 1)
+    headed = np.isin(index, parts[(markers > 0) & ~np.isin(markers, chosen)])
+    large = ndimage.sum(group, parts, index) >= MIN_OTHER * mine.sum()
+    return group & ~np.isin(parts, index[headed & large])
+
+
+def _heads(fg: np.ndarray) -> np.ndarray:
+    """(K, 3) [row, col, width] of the heads in a matte ``fg`` ((h, w) bool): bumps of its top
+    outline at least HEAD_RISE of its height above the dips beside them and, half way down
+    (at most HEAD_WIDTH of its height), at least HEAD_WIDTH of its height wide, so a raised hand
+    or a bag is not one. Bumps cut by the image's left or right side are not counted."""
+    from scipy.signal import find_peaks
+
+    h, w = fg.shape
+    rows = np.flatnonzero(fg.any(1))
+    tall = rows[-1] - rows[0] + 1
+    top = np.where(fg.any(0), fg.argmax(0), h).astype(float)
+    peaks, info = find_peaks(np.concatenate([[-h], -top, [-h]]), prominence=max(3, HEAD_RISE * tall))
+    heads, seen = [], set()
+    for p, rise in zip(peaks - 1, info["prominences"], strict=True):
+        level = top[p] + min(rise, 2 * HEAD_WIDTH * tall) / 2
+        left, right = p, p
+        while left > 0 and top[left - 1] <= level:
+            left -= 1
+        while right < w - 1 and top[right + 1] <= level:
+            right += 1
+        width = right - left + 1
+        if 0 < left and right < w - 1 and width >= max(2, HEAD_WIDTH * tall) and (left, right) not in seen:
+            seen.add((left, right))
+            heads.append((int(top[p] + width / 2), (left + right) // 2, width))
+    return np.array(heads, dtype=int).reshape(-1, 3)
