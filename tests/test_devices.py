@@ -162,15 +162,19 @@ def test_cutout_on_a_missing_gpu_is_one_sentence(tmp_path):
 
 
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
-def test_cuda_matches_the_cpu(tiny_fast_weights):
+@pytest.mark.parametrize("precision, worst, mean", [("fp32", 1e-3, 1e-5), ("fp16", 0.1, 5e-4),
+                                                    ("bf16", 0.3, 5e-3)])
+def test_cuda_matches_the_cpu(precision, worst, mean):
+    """The shipped model on the astronaut: CUDA against the CPU's float32 (bf16 bounds from its
+    CPU run: mean 0.0027, max 0.24; fp16 has 3 more mantissa bits)."""
     from tests.conftest import astronaut
 
     image = astronaut()
     cpu = load_model(device="cpu").predict(image)
-    for precision, tolerance in (("fp32", 1e-3), ("fp16", 0.05), ("bf16", 0.1)):
-        gpu = load_model(device="cuda", precision=precision).predict(image)
-        diff = np.abs(cpu.alpha - gpu.alpha)
-        assert diff.max() < tolerance * 5 and diff.mean() < tolerance / 10, precision
+    gpu = load_model(device="cuda", precision=precision).predict(image)
+    diff = np.abs(cpu.alpha - gpu.alpha)
+    assert gpu.alpha.dtype == np.float32
+    assert diff.max() < worst and diff.mean() < mean, (diff.max(), diff.mean())
 
 
 def test_ray_batch_leaves_the_device_to_its_actors_but_checks_the_name(tmp_path, monkeypatch):

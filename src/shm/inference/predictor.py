@@ -50,7 +50,9 @@ class Matte:
 
 
 class Matter:
-    """Holds a loaded SHM model (eval mode; or ``OnnxSHM``) and mattes photos with it.
+    """Holds a loaded SHM model (eval mode; or ``OnDevice`` running one on a GPU or in half
+    precision, or ``OnnxSHM``) and mattes photos with it. The canvas, the fusion and every
+    output stay float32 on the CPU whatever the model's device.
 
     tiles: how the full-resolution M-Net is tiled (default: a margin of the M-Net's context,
     which makes tiles exact); max_pixels: larger inputs are refused; flip: run the T-Net on
@@ -120,12 +122,13 @@ def load_model(weights: str | Path | None = None, backend: str = "torch", device
     """
     if backend == "torch":
         from shm.inference.devices import OnDevice, resolve_device, resolve_precision
+        from shm.inference.onnx import TNET_FILE
         from shm.models.fold import for_inference
         from shm.pretrained import load_pretrained
 
         where = resolve_device(device)
         dtype = resolve_precision(where, precision)
-        if weights is not None and (Path(weights) / "tnet.onnx").is_file():
+        if weights is not None and (Path(weights) / TNET_FILE).is_file():
             raise FileNotFoundError(f"{weights} holds an ONNX export, not torch weights; use "
                                     "backend 'onnx' (--backend onnx) for it.")
         model = for_inference(load_pretrained(weights))
