@@ -3,6 +3,7 @@ with the image, occluders cut it, several people take the union."""
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from shm import trimap as tri
@@ -130,7 +131,62 @@ def test_scene_samples_are_reproducible_and_change_with_the_epoch(fake_data):
     assert not a[0]["image"].equal(first)
 
 
-def test_scene_augmentation_is_refused_outside_the_tnet_mode(fake_data):
+@pytest.mark.parametrize("portrait", [0.0, 1.0])
+@pytest.mark.parametrize("mode", ["tnet", "mnet", "refine"])
+def test_every_sample_mode_shows_its_own_alpha(fake_data, mode, portrait):
+    """White people on black, each photo its own background: every pixel of the plain
+    samplers' images (and of the refine mode's T-Net view) is its label. A crop, flip or scale
+    that moved fg and bg but not alpha would leave errors near 1."""
+    _white_people_on_black(fake_data)
+    spec = SampleSpec(mode, 64, (60, 90), real=1.0, view=64, portrait=portrait)
+    data = PeopleMatting(fake_data, "train", spec)
+    shown = 0
+    for epoch in range(2):
+        data.set_epoch(epoch)
+        for i in range(len(data)):
+            item = data[i]
+            image, alpha = item["image"].numpy(), item["alpha"][0].numpy()
+            error = np.abs(image - alpha).max(0)
+            assert error.max() < 0.2 and error.mean() < 0.02, (epoch, i)  # JPEG, estimated fg
+            shown += alpha.max() > 0.5
+            if mode == "refine":
+                th, tw = item["geometry"][:2].tolist()
+                view, classes = item["view"][0, :th, :tw].numpy(), item["view_trimap"].numpy()
+                assert (view[classes[:th, :tw] == tri.FOREGROUND] > 0.9).all()
+                assert (view[classes[:th, :tw] == tri.BACKGROUND] < 0.1).all()
+                assert (classes[th:] == -100).all() and (classes[:, tw:] == -100).all()
+    assert shown >= 1.3 * len(data)  # most crops show the person: the check is not empty
+
+
+def test_portrait_frames_cut_the_person_at_the_bottom_and_keep_the_head():
+    alpha = np.zeros((400, 300), np.float32)
+    alpha[50:390, 110:190] = 1  # a standing person, head at row 50
+    alpha[60:100, 20:40] = 1  # someone small at the side
+    cuts, fills = 0, []
+    for seed in range(40):
+        top, left, h, w = aug.portrait_box(alpha, np.random.default_rng(seed), (0.75, 1.33))
+        assert 0 <= top and top + h <= 400 and 0 <= left and left + w <= 300
+        assert 0.74 <= w / h <= 1.34 or w == 300
+        frame = alpha[top:top + h, left:left + w]
+        assert frame[-1].max() == 1  # cut by the bottom edge
+        span = (top + h) - 50
+        assert 50 + 0.2 * 340 <= top + h <= 50 + 0.66 * 340
+        fills.append(span / h)
+        cuts += frame[:, 0].max() == 1 or frame[:, -1].max() == 1
+    assert min(fills) < 0.8 and max(fills) > 1.0  # room above the head, and the head cut
+    assert cuts >= 5  # often cut by a side too
+    assert aug.portrait_box(np.zeros((50, 50), np.float32), np.random.default_rng(0)) is None
+
+
+def test_augmented_refine_samples_degrade_the_image_and_keep_the_clean_composite(fake_data):
+    cfg = aug.AugmentConfig(photometric=1.0, person_blur=0, head=0)
+    item = PeopleMatting(fake_data, "train", SampleSpec("refine", 64, view=64, augment=cfg))[1]
+    clean = item["alpha"] * item["fg"] + (1 - item["alpha"]) * item["bg"]
+    assert torch.allclose(item["composite"], clean, atol=1e-5)
+    assert (item["image"] - item["composite"]).abs().mean() > 0.01
+
+
+def test_scene_augmentation_is_refused_in_the_mnet_mode(fake_data):
     with pytest.raises(ValueError, match="tnet"):
         PeopleMatting(fake_data, "train", SampleSpec("mnet", 64, augment=aug.AugmentConfig()))
 

@@ -15,11 +15,15 @@ from shm import trimap as tri
 from shm.data.composite import cached_foreground, photo_background
 from shm.data.people import PeopleMatting, SampleSpec
 from shm.pretrained import load_pretrained
+from shm.models.fusion import fuse
+from shm.training.losses import prediction_loss
 from shm.training.trainer import (
+    EndToEnd,
     TrainConfig,
     crop_trimap_probs,
     stage_loss,
     train,
+    train_mode,
     trained_part,
 )
 
@@ -30,7 +34,7 @@ def _cfg(fake_data, tmp_path, tiny_weights, stage="end2end", steps=3, **kw):
                        workers=0, **kw)
 
 
-@pytest.mark.parametrize("mode", ["tnet", "mnet", "end2end", "refine"])
+@pytest.mark.parametrize("mode", ["tnet", "mnet", "refine"])
 def test_samples_have_consistent_shapes_and_trimaps(fake_data, mode):
     data = PeopleMatting(fake_data, "train", SampleSpec(mode, 64))
     item = data[1]
@@ -149,8 +153,10 @@ def test_crop_trimap_probs_with_flip_average_the_mirror_images_trimap():
 @pytest.mark.parametrize("stage", ["tnet", "mnet", "end2end", "refine"])
 def test_an_optimisation_step_lowers_the_loss(fake_data, tiny_weights, stage):
     torch.manual_seed(0)
-    model = load_pretrained(tiny_weights).train()
-    data = PeopleMatting(fake_data, "train", SampleSpec(stage, 64, view=model.tnet_long_side))
+    model = load_pretrained(tiny_weights)
+    train_mode(model, stage)
+    mode = "refine" if stage == "end2end" else stage
+    data = PeopleMatting(fake_data, "train", SampleSpec(mode, 64, view=model.tnet_long_side))
     batch = {k: torch.stack([data[i][k] for i in range(2)]) for k in data[0]}
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     net = trained_part(model, stage)
@@ -185,6 +191,46 @@ def test_refine_stage_trains_the_m_net_and_leaves_the_t_net_alone(fake_data, tmp
 
     assert unchanged("tnet")  # weights and batch-norm statistics
     assert not unchanged("mnet")
+
+
+def test_mnet_stage_learns_the_fused_alpha_on_ground_truth_trimaps(fake_data, tiny_weights):
+    model = load_pretrained(tiny_weights).train()
+    data = PeopleMatting(fake_data, "train", SampleSpec("mnet", 64))
+    batch = {k: torch.stack([data[i][k] for i in range(2)]) for k in data[0]}
+    loss, alpha = stage_loss(model.mnet, "mnet", batch)
+    classes = batch["trimap"][:, None]
+    assert (alpha[classes == tri.FOREGROUND] == 1).all() and (alpha[classes == tri.BACKGROUND] == 0).all()
+    assert ((alpha[classes == tri.UNKNOWN] > 0) & (alpha[classes == tri.UNKNOWN] < 1)).any()
+    assert loss.item() == pytest.approx(prediction_loss(alpha, batch).item())
+
+
+def test_end_to_end_stage_runs_each_net_at_its_inference_scale_and_trains_both(
+        fake_data, tmp_path, tiny_weights):
+    torch.manual_seed(0)
+    model = load_pretrained(tiny_weights)
+    train_mode(model, "end2end")
+    assert model.mnet.training and not model.tnet.training  # one view at a time: BN frozen
+    data = PeopleMatting(fake_data, "train", SampleSpec("refine", 64, view=model.tnet_long_side))
+    batch = {k: torch.stack([data[i][k] for i in range(2)]) for k in data[0]}
+    alpha, logits = EndToEnd(model)(batch["view"], batch["geometry"], batch["image"])
+    for lg, (th, tw) in zip(logits, batch["geometry"][:, :2].tolist(), strict=True):
+        assert lg.shape == (1, 3, th, tw)  # the whole view, unpadded, as inference runs it
+    with torch.no_grad():
+        probs = crop_trimap_probs(model.tnet, batch["view"], batch["geometry"], 64)
+        assert torch.allclose(alpha, fuse(probs, model.mnet(batch["image"], probs)), atol=1e-5)
+    prediction_loss(alpha, batch).backward()  # L_p alone reaches the T-Net through the fusion
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.tnet.parameters())
+    cfg = _cfg(fake_data, tmp_path, tiny_weights, stage="end2end", steps=2, augment=True,
+               portrait=0.5)
+    train(cfg, progress=False)
+    before, after = load_pretrained(tiny_weights), load_pretrained(cfg.out)
+    for part in ("tnet", "mnet"):
+        new = getattr(after, part).state_dict()
+        old = getattr(before, part).state_dict()
+        assert any(not torch.equal(v, new[k]) for k, v in old.items() if k.endswith("weight"))
+    bn_stats = [k for k in before.tnet.state_dict() if k.endswith("running_mean")]
+    assert bn_stats and all(torch.equal(before.tnet.state_dict()[k], after.tnet.state_dict()[k])
+                            for k in bn_stats)
 
 
 def test_resume_gives_the_identical_next_step_loss(fake_data, tmp_path, tiny_weights):
@@ -270,9 +316,9 @@ def test_augmented_tnet_run_resumes_and_clears_a_half_written_checkpoint(fake_da
     assert steps == [3] and not stale.exists()
 
 
-def test_augment_is_refused_outside_the_tnet_stage(fake_data, tmp_path, tiny_weights):
+def test_augment_is_refused_in_the_mnet_stage(fake_data, tmp_path, tiny_weights):
     cfg = _cfg(fake_data, tmp_path, tiny_weights, stage="mnet", augment=True)
-    with pytest.raises(ValueError, match="tnet stage only"):
+    with pytest.raises(ValueError, match="tnet, refine and end2end"):
         train(cfg, progress=False)
 
 

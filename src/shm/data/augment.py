@@ -217,13 +217,12 @@ def portrait_box(alpha: np.ndarray, rng: np.random.Generator,
     span = bottom - y0
     if span < 8:
         return None
-    fh = min(h, max(8, round(span / rng.uniform(0.6, 1.2))))
+    fh = min(bottom, max(8, round(span / rng.uniform(0.6, 1.2))))  # the photo's top ends it
     fw = min(w, max(8, round(fh * np.exp(rng.uniform(*np.log(aspect))))))
     cols = (lab[y0:bottom] == k).sum(0)
     cx = float((cols * np.arange(w)).sum() / max(cols.sum(), 1))
     left = round(cx - fw / 2 + rng.uniform(-0.25, 0.25) * fw)
-    top = int(np.clip(bottom - fh, 0, h - fh))
-    return top, int(np.clip(left, 0, w - fw)), fh, fw
+    return bottom - fh, int(np.clip(left, 0, w - fw)), fh, fw
 
 
 def _box(mask: np.ndarray) -> tuple[int, int, int, int] | None:

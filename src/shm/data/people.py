@@ -17,7 +17,7 @@ from shm.data.transforms import colour_jitter, cut, place, random_background, re
 from shm.models.shm import reduced_size
 from shm.paths import default_cache_dir
 
-MODES = ("tnet", "mnet", "end2end", "refine")
+MODES = ("tnet", "mnet", "refine")
 
 
 @dataclass(frozen=True)
@@ -26,9 +26,9 @@ class SampleSpec:
 
     mode 'tnet': the whole image at long side in ``long_side``, random window (T-Net's view).
     mode 'mnet': full resolution scaled by ``scale``, window centred on the unknown band.
-    mode 'end2end': like 'tnet' but at larger scales, window centred on the person.
     mode 'refine': like 'mnet', plus the whole scaled image as the T-Net sees it at inference
-    (long side ``view``), so the M-Net can train on the T-Net's own trimaps.
+    (long side ``view``) and its trimap, so the M-Net can train on the T-Net's own trimaps and
+    both nets together end to end, each at its inference scale.
     With probability ``real`` a sample keeps the photo's own background (no colour jitter then),
     so the T-Net also learns from real scenes, not only from composites.
     portrait: probability of framing a sample as a portrait or half-body first
@@ -38,7 +38,9 @@ class SampleSpec:
     as a phone's zoom would.
     augment: for mode 'tnet', build each sample as a scene (``shm.data.augment``: more people,
     small people, occluders, rotation, head and person blur, the camera's photometric changes)
-    instead of the plain scale, crop, flip and colour jitter.
+    instead of the plain scale, crop, flip and colour jitter. For mode 'refine', head blur,
+    person blur and the camera chain on the whole composite (what both nets see); the clean
+    composite stays the target of the composition loss.
     """
 
     mode: str
@@ -58,9 +60,11 @@ class PeopleMatting(torch.utils.data.Dataset):
     Each item is a dict of tensors: ``image``, ``fg``, ``bg`` (3, C, C) in [0, 1],
     ``alpha`` (1, C, C) in [0, 1], ``trimap`` (C, C) int64 class indices (shm.trimap order).
     Mode 'refine' adds ``view`` (3, V, V) in [0, 1], V = ``spec.view`` rounded up to 32: the
-    whole image at the T-Net's size (h, w) in its top-left corner, zeros elsewhere; and
-    ``geometry`` (6,) int64: h, w, the whole image's height and width at the crop's scale, and
-    the crop's top and left in it.
+    whole image at the T-Net's size (h, w) in its top-left corner, zeros elsewhere;
+    ``view_trimap`` (V, V) int64, its trimap classes (-100, ignored by the cross-entropy,
+    outside h x w); ``geometry`` (6,) int64: h, w, the whole image's height and width at the
+    crop's scale, and the crop's top and left in it; and with ``augment``, ``composite``
+    (3, C, C), the clean ``alpha * fg + (1 - alpha) * bg`` that ``image`` degrades.
     Augmented 'tnet' items hold ``image``, ``alpha`` and ``trimap`` only (a scene has no single
     foreground and background).
     Item i with epoch e is deterministic given ``seed`` (call ``set_epoch``).
@@ -70,8 +74,8 @@ class PeopleMatting(torch.utils.data.Dataset):
                  cache_dir: str | Path | None = None) -> None:
         if spec.mode not in MODES:
             raise ValueError(f"Unknown sample mode {spec.mode!r}; choose one of {MODES}.")
-        if spec.augment is not None and spec.mode != "tnet":
-            raise ValueError("Scene augmentation is for the 'tnet' mode only.")
+        if spec.augment is not None and spec.mode == "mnet":
+            raise ValueError("Scene augmentation is for the 'tnet' and 'refine' modes only.")
         root = Path(root)
         people = root / "people"
         listing = people / f"{split}.txt"
@@ -112,7 +116,7 @@ class PeopleMatting(torch.utils.data.Dataset):
         framed = self.spec.portrait > 0 and rng.random() < self.spec.portrait
         if framed:
             fg, alpha, bg, framed = self._portrait(fg, alpha, bg, rng, real)
-        if self.spec.augment is not None:
+        if self.spec.augment is not None and self.spec.mode == "tnet":
             return self._scene(fg, alpha, bg, rng, real, framed)
         return self._sample(fg, alpha, bg, rng, real, framed)
 
@@ -189,16 +193,25 @@ class PeopleMatting(torch.utils.data.Dataset):
             image, scene_alpha = image[:, ::-1], scene_alpha[:, ::-1]
         r, c = window(canvas, crop, None, rng)
         image, scene_alpha = cut(image, r, c, crop), cut(scene_alpha, r, c, crop)
-        if rng.random() < cfg.head:
-            image = aug.obscure_head(image, scene_alpha, rng)
-        if rng.random() < cfg.person_blur:
-            image = aug.blur_people(image, scene_alpha, rng)
-        if rng.random() < cfg.photometric:
-            image = aug.jitter_photometric(self._photometric, image, rng)
+        image = self._camera(image, scene_alpha, rng)
         width = max(1, round(rng.uniform(*spec.trimap_width) * min(size)))
         return {"image": _chw(image),
                 "alpha": torch.from_numpy(np.ascontiguousarray(scene_alpha))[None],
                 "trimap": torch.from_numpy(tri.to_classes(tri.from_alpha(scene_alpha, width)))}
+
+    def _camera(self, image: np.ndarray, alpha: np.ndarray, rng: np.random.Generator
+                ) -> np.ndarray:
+        """What privacy filters, moving people and cameras do to an image (H, W, 3) with
+        people ``alpha`` (H, W): head blur, person blur, the photometric chain, each with
+        ``spec.augment``'s odds. The alpha stays the reference."""
+        cfg = self.spec.augment
+        if rng.random() < cfg.head:
+            image = aug.obscure_head(image, alpha, rng)
+        if rng.random() < cfg.person_blur:
+            image = aug.blur_people(image, alpha, rng)
+        if rng.random() < cfg.photometric:
+            image = aug.jitter_photometric(self._photometric, image, rng)
+        return image
 
     def _others(self, count: int, height: int, canvas: tuple[int, int],
                 rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray, int, int]]:
@@ -234,8 +247,6 @@ class PeopleMatting(torch.utils.data.Dataset):
         centre = None
         if spec.mode == "mnet":
             centre = _random_pixel((alpha > 0.02) & (alpha < 0.98), rng)
-        elif spec.mode == "end2end":
-            centre = _random_pixel(alpha > 0.5, rng)
         if real:
             fg, alpha, bg = place(fg, alpha, spec.crop, centre, rng, bg)
         else:
@@ -249,7 +260,8 @@ class PeopleMatting(torch.utils.data.Dataset):
 
     def _refine_sample(self, fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray,
                        rng: np.random.Generator, real: bool) -> dict[str, torch.Tensor]:
-        """Scale, flip and jitter the whole image, keep its T-Net view, then crop on the band."""
+        """Scale, flip and jitter the whole image (and with ``spec.augment`` degrade it as a
+        camera would), keep its T-Net view and trimap, then crop on the band."""
         spec = self.spec
         h, w = alpha.shape
         scale = rng.uniform(*spec.scale)
@@ -260,14 +272,24 @@ class PeopleMatting(torch.utils.data.Dataset):
             fg, alpha, bg = fg[:, ::-1], alpha[:, ::-1], bg[:, ::-1]
         if not real:
             fg, bg = colour_jitter(fg, rng), colour_jitter(bg, rng)
+        seen = composite(fg, bg, alpha)
+        if spec.augment is not None:
+            seen = self._camera(seen, alpha, rng)
         centre = _random_pixel((alpha > 0.02) & (alpha < 0.98), rng)
         top, left = window(size, spec.crop, centre, rng)
         th, tw = reduced_size(size, spec.view)
         side = -(-spec.view // 32) * 32  # reduced_size rounds to multiples of 32
         view = np.zeros((side, side, 3), np.float32)
-        view[:th, :tw] = resize(composite(fg, bg, alpha), (th, tw))
+        view[:th, :tw] = resize(seen, (th, tw))
+        view_alpha = np.clip(resize(alpha, (th, tw)), 0, 1)
+        width = max(1, round(rng.uniform(*spec.trimap_width) * min(th, tw)))
+        view_trimap = np.full((side, side), -100, np.int64)
+        view_trimap[:th, :tw] = tri.to_classes(tri.from_alpha(view_alpha, width))
         item = self._item(*(cut(x, top, left, spec.crop) for x in (fg, alpha, bg)), rng, min(size))
+        if spec.augment is not None:
+            item["composite"], item["image"] = item["image"], _chw(cut(seen, top, left, spec.crop))
         item["view"] = _chw(view)
+        item["view_trimap"] = torch.from_numpy(view_trimap)
         item["geometry"] = torch.tensor([th, tw, *size, top, left])
         return item
 

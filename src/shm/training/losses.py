@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -28,9 +30,11 @@ def composition_loss(alpha: torch.Tensor, fg: torch.Tensor, bg: torch.Tensor,
 
 
 def prediction_loss(alpha: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """L_p = 0.5 * L_alpha + 0.5 * L_comp."""
+    """L_p = 0.5 * L_alpha + 0.5 * L_comp. The composition's target is ``batch["composite"]``
+    where the sample has one (the clean composite of an augmented image), else the image."""
+    target = batch["composite"] if "composite" in batch else batch["image"]
     return 0.5 * alpha_loss(alpha, batch["alpha"]) + 0.5 * composition_loss(
-        alpha, batch["fg"], batch["bg"], batch["image"])
+        alpha, batch["fg"], batch["bg"], target)
 
 
 def trimap_loss(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
@@ -38,7 +42,12 @@ def trimap_loss(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, classes)
 
 
-def total_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The end-to-end loss L_p + 0.01 * L_t on an ``SHM.forward`` output."""
-    return prediction_loss(out["alpha"], batch) + 0.01 * trimap_loss(out["trimap_logits"],
-                                                                     batch["trimap"])
+def total_loss(alpha: torch.Tensor, batch: dict[str, torch.Tensor],
+               trimap_logits: Sequence[torch.Tensor], trimap_classes: Sequence[torch.Tensor]
+               ) -> torch.Tensor:
+    """The end-to-end loss L_p + 0.01 * L_t. alpha: (B, 1, H, W) fused; L_t is the mean over
+    samples of ``trimap_loss`` of each pair (1, 3, h, w) logits, (1, h, w) classes (one pair
+    per sample: the T-Net's views differ in size)."""
+    l_t = torch.stack([trimap_loss(lg, c) for lg, c in zip(trimap_logits, trimap_classes,
+                                                            strict=True)]).mean()
+    return prediction_loss(alpha, batch) + 0.01 * l_t

@@ -1,8 +1,9 @@
 """The three training stages, with atomic checkpoints, exact resume and torchrun (DDP) support.
 
 Stages: 'tnet' (cross-entropy on trimaps), 'mnet' (M-Net on ground-truth trimaps, loss L_p on
-the fused alpha), 'end2end' (L_p + 0.01 L_t on the whole model), 'refine' (M-Net on the frozen
-T-Net's own trimaps, each net at its inference scale, loss L_p).
+the fused alpha), 'refine' (M-Net on the frozen T-Net's own trimaps, each net at its inference
+scale, loss L_p), 'end2end' (both nets as 'refine' cuts them, L_p + 0.01 L_t, the loss flowing
+through the fusion into both).
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ class TrainConfig:
     band: tuple[float, float] = (0.005, 0.02)
     flip: bool = True  # 'refine': T-Net trimaps averaged with the mirror image's, as at inference
     # 'tnet': scenes with more people, occluders, blur, camera effects (shm.data.augment), the
-    # person at long side ``tnet_long_side`` +-15% (the inference scale) or small
+    # person at long side ``tnet_long_side`` +-15% (the inference scale) or small; 'refine' and
+    # 'end2end': head and person blur and camera effects on the whole photo
     augment: bool = False
     camera: float = 0.85  # with augment: share of samples through the camera chain
     # share of samples framed as portraits and half-bodies (SampleSpec.portrait), every stage
@@ -72,16 +74,14 @@ class TrainConfig:
 
     def spec(self, tnet_long_side: int) -> SampleSpec:
         """How samples are cut; tnet_long_side: the model's, for the 'refine' stage's view."""
-        if self.stage == "end2end":
-            return SampleSpec("end2end", self.crop, long_side=(384, 640), real=self.real,
-                              trimap_width=self.band, portrait=self.portrait)
+        augment = AugmentConfig(photometric=self.camera) if self.augment else None
         if self.augment and self.stage == "tnet":
             side = (round(tnet_long_side * 0.85), round(tnet_long_side * 1.15))
             return SampleSpec("tnet", self.crop, long_side=side, real=self.real,
-                              trimap_width=self.band, portrait=self.portrait,
-                              augment=AugmentConfig(photometric=self.camera))
-        return SampleSpec(self.stage, self.crop, real=self.real, trimap_width=self.band,
-                          view=tnet_long_side, portrait=self.portrait)
+                              trimap_width=self.band, portrait=self.portrait, augment=augment)
+        mode = "refine" if self.stage == "end2end" else self.stage
+        return SampleSpec(mode, self.crop, real=self.real, trimap_width=self.band,
+                          view=tnet_long_side, portrait=self.portrait, augment=augment)
 
 
 def stage_loss(net: torch.nn.Module, stage: str, batch: dict[str, torch.Tensor],
@@ -90,9 +90,14 @@ def stage_loss(net: torch.nn.Module, stage: str, batch: dict[str, torch.Tensor],
     """Loss of one batch and the predicted alpha (B, 1, H, W) in [0, 1].
 
     net is the part the stage trains (possibly DDP-wrapped): the T-Net for 'tnet', the M-Net
-    for 'mnet' and 'refine', the whole SHM for 'end2end'. tnet: the frozen T-Net ('refine'),
+    for 'mnet' and 'refine', an ``EndToEnd`` for 'end2end'. tnet: the frozen T-Net ('refine'),
     run on the mirror image too if ``flip``.
     """
+    if stage == "end2end":
+        alpha, logits = net(batch["view"], batch["geometry"], batch["image"])
+        classes = [batch["view_trimap"][i:i + 1, :lg.shape[2], :lg.shape[3]]
+                   for i, lg in enumerate(logits)]
+        return total_loss(alpha, batch, logits, classes), alpha
     if stage == "refine":
         probs = crop_trimap_probs(tnet, batch["view"], batch["geometry"], batch["image"].shape[-1],
                                   flip)
@@ -103,12 +108,29 @@ def stage_loss(net: torch.nn.Module, stage: str, batch: dict[str, torch.Tensor],
         probs = logits.softmax(1)
         alpha = probs[:, tri.FOREGROUND:tri.FOREGROUND + 1] + 0.5 * probs[:, tri.UNKNOWN:tri.UNKNOWN + 1]
         return trimap_loss(logits, batch["trimap"]), alpha
-    if stage == "mnet":
-        probs = F.one_hot(batch["trimap"], 3).permute(0, 3, 1, 2).float()
-        alpha = fuse(probs, net(batch["image"], probs))
-        return prediction_loss(alpha, batch), alpha
-    out = net(batch["image"])
-    return total_loss(out, batch), out["alpha"]
+    probs = F.one_hot(batch["trimap"], 3).permute(0, 3, 1, 2).float()
+    alpha = fuse(probs, net(batch["image"], probs))
+    return prediction_loss(alpha, batch), alpha
+
+
+class EndToEnd(torch.nn.Module):
+    """The whole model as the 'end2end' stage trains it, each net at its inference scale.
+
+    forward(view (B, 3, V, V), geometry (B, 6), image (B, 3, C, C)), with view and geometry
+    as ``PeopleMatting`` gives them in mode 'refine', returns the fused alpha (B, 1, C, C) in
+    [0, 1] and the T-Net's logits on each whole view, a list of (1, 3, h_i, w_i). The T-Net
+    runs on one view at a time, as inference does, so its batch norms stay frozen
+    (``train_mode``); gradients flow from the fused alpha into both nets.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, view: torch.Tensor, geometry: torch.Tensor, image: torch.Tensor
+                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        probs, logits = _crop_probs(self.model.tnet, view, geometry, image.shape[-1])
+        return fuse(probs, self.model.mnet(image, probs)), logits
 
 
 @torch.no_grad()
@@ -118,27 +140,45 @@ def crop_trimap_probs(tnet: torch.nn.Module, view: torch.Tensor, geometry: torch
     (with ``flip``, averaged with the mirror image's: ``shm.models.shm.flip_averaged``).
 
     view: (B, 3, V, V) whole images at T-Net size; geometry: (B, 6) as ``PeopleMatting`` gives.
-    The T-Net runs in eval mode, one image at a time; its logits are upsampled to the whole
-    image's size, then the crop is cut; outside the image the crop is background.
+    The T-Net runs in eval mode, one image at a time (``_crop_probs``).
     Returns (B, 3, crop, crop) softmax probabilities.
     """
     was_training = tnet.training
     tnet.eval()
-    run = flip_averaged(tnet) if flip else tnet
+    probs, _ = _crop_probs(flip_averaged(tnet) if flip else tnet, view, geometry, crop)
+    tnet.train(was_training)
+    return probs
+
+
+def _crop_probs(tnet: Callable[[torch.Tensor], torch.Tensor], view: torch.Tensor,
+                geometry: torch.Tensor, crop: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``tnet`` on each sample's view (its top-left h x w), the logits upsampled to the whole
+    image's size and cut to the crop; outside the image the crop is background.
+    Returns (B, 3, crop, crop) softmax probabilities and the list of view logits (1, 3, h, w)."""
     out = torch.zeros(len(view), 3, crop, crop, device=view.device)
     out[:, tri.BACKGROUND] = 1
+    logits = []
     for i, (th, tw, h, w, top, left) in enumerate(geometry.tolist()):
-        logits = F.interpolate(run(view[i:i + 1, :, :th, :tw]), (h, w), mode="bilinear",
-                               align_corners=False)
+        logits.append(tnet(view[i:i + 1, :, :th, :tw]))
+        whole = F.interpolate(logits[-1], (h, w), mode="bilinear", align_corners=False)
         r0, c0, r1, c1 = max(top, 0), max(left, 0), min(top + crop, h), min(left + crop, w)
-        out[i, :, r0 - top:r1 - top, c0 - left:c1 - left] = logits[0, :, r0:r1, c0:c1].softmax(0)
-    tnet.train(was_training)
-    return out
+        out[i, :, r0 - top:r1 - top, c0 - left:c1 - left] = whole[0, :, r0:r1, c0:c1].softmax(0)
+    return out, logits
 
 
 def trained_part(model: torch.nn.Module, stage: str) -> torch.nn.Module:
-    """The sub-network a stage optimises."""
-    return {"tnet": model.tnet, "mnet": model.mnet, "end2end": model, "refine": model.mnet}[stage]
+    """The sub-network a stage optimises (for 'end2end', the whole model in an ``EndToEnd``)."""
+    if stage == "end2end":
+        return EndToEnd(model)
+    return {"tnet": model.tnet, "mnet": model.mnet, "refine": model.mnet}[stage]
+
+
+def train_mode(model: torch.nn.Module, stage: str) -> None:
+    """Put ``model`` in training mode for ``stage``: all of it, except the T-Net's batch norms
+    in 'end2end', which sees one view at a time."""
+    model.train()
+    if stage == "end2end":
+        model.tnet.eval()
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
@@ -152,8 +192,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         raise ValueError(f"Unknown stage {cfg.stage!r}; choose one of {', '.join(STAGES)}.")
     if cfg.batch_size < 2:
         raise ValueError("Batch size must be at least 2 per process (batch norm needs it).")
-    if cfg.augment and cfg.stage != "tnet":
-        raise ValueError("--augment is for the tnet stage only.")
+    if cfg.augment and cfg.stage == "mnet":
+        raise ValueError("--augment is for the tnet, refine and end2end stages.")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -203,7 +243,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             loader = torch.utils.data.DataLoader(
                 data, batch_sampler=batches, num_workers=cfg.workers,
                 multiprocessing_context="forkserver" if cfg.workers else None)
-            model.train()
+            train_mode(model, cfg.stage)
             for batch in loader:
                 batch = {k: v.to(device) for k, v in batch.items()}
                 loss, _ = stage_loss(net, cfg.stage, batch, model.tnet, cfg.flip)
@@ -277,7 +317,8 @@ def validate(model: torch.nn.Module, stage: str, batches: list[dict[str, torch.T
 
 def _validation_batches(cfg: TrainConfig, tnet_long_side: int, device: torch.device
                         ) -> list[dict[str, torch.Tensor]]:
-    spec = replace(cfg.spec(tnet_long_side), augment=None)  # clean photos, comparable across runs
+    # clean photos in their own framing, comparable across runs
+    spec = replace(cfg.spec(tnet_long_side), augment=None, portrait=0.0)
     data = PeopleMatting(cfg.data, "val", spec, seed=cfg.seed + 1)
     n = min(cfg.val_images, len(data))
     items = [data[i] for i in range(n)]
