@@ -11,11 +11,13 @@ from torch import nn
 
 @dataclass(frozen=True)
 class TNetConfig:
-    """backbone: 'mobilenet_v2' or 'resnet50'."""
+    """backbone: 'mobilenet_v2' or 'resnet50'. logit_scale: the T-Net's logits are multiplied
+    by it (temperature scaling, fitted on training photos by ``shm.training.calibrate``)."""
 
     backbone: str = "mobilenet_v2"
     ppm_channels: int = 128
     decoder_channels: int = 64
+    logit_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ def build_model(name_or_config: str | ModelConfig = "mobile", pretrained_backbon
     else:
         raise ValueError(f"Unknown T-Net backbone {cfg.tnet.backbone!r}; "
                          "choose 'mobilenet_v2' or 'resnet50'.")
-    tnet = TNet(encoder, cfg.tnet.ppm_channels, cfg.tnet.decoder_channels)
+    tnet = TNet(encoder, cfg.tnet.ppm_channels, cfg.tnet.decoder_channels, cfg.tnet.logit_scale)
     model = SHM(tnet, build_mnet(cfg.mnet), cfg.tnet_long_side)
     model.config = cfg
     return model

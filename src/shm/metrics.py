@@ -156,6 +156,17 @@ def mad_whole(pred: np.ndarray, gt: np.ndarray) -> float:
     return float((np.abs(p.astype(np.float64) - g) / 255).mean())
 
 
+def unsure_shares(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+    """How sure a matte is where the answer is plain: ``solid_below_0_9``, the share of pixels
+    whose reference alpha is >= 0.99 and prediction < 0.9 (grey inside people), and
+    ``bg_above_0_1``, the share whose reference is <= 0.01 and prediction > 0.1 (haze), both
+    over all pixels of the image, in [0, 1]. Inputs as for ``evaluate`` (quantised first)."""
+    p, g = _prepare(pred, gt)
+    n = p.size
+    return {"solid_below_0_9": float(((g >= 0.99 * 255) & (p < 0.9 * 255)).sum() / n),
+            "bg_above_0_1": float(((g <= 0.01 * 255) & (p > 0.1 * 255)).sum() / n)}
+
+
 def evaluate(pred: np.ndarray, gt: np.ndarray, trimap: np.ndarray | None = None
              ) -> dict[str, float | None]:
     """All metrics of ``KEYS`` as a dict; the trimap-based four are None without a trimap."""

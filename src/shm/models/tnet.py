@@ -51,11 +51,14 @@ class TNet(nn.Module):
     """Encoder + pyramid pooling + a light decoder with skips.
 
     Input (B, 3, H, W) RGB in [0, 1], H and W multiples of 32.
-    Output (B, 3, H, W) trimap logits in the order of ``shm.trimap.CHANNELS``.
+    Output (B, 3, H, W) trimap logits in the order of ``shm.trimap.CHANNELS``, multiplied by
+    ``logit_scale`` (a temperature fitted on training photos: above 1 makes the trimap surer).
     """
 
-    def __init__(self, encoder: nn.Module, ppm_channels: int, decoder_channels: int) -> None:
+    def __init__(self, encoder: nn.Module, ppm_channels: int, decoder_channels: int,
+                 logit_scale: float = 1.0) -> None:
         super().__init__()
+        self.logit_scale = logit_scale
         self.normalize = Normalize()
         self.encoder = encoder
         chans = encoder.channels
@@ -72,7 +75,8 @@ class TNet(nn.Module):
         x = self.up16(torch.cat([x, f16], 1))
         x = self.fuse8(torch.cat([_up(x, f8), self.lateral[1](f8)], 1))
         x = self.fuse4(torch.cat([_up(x, f4), self.lateral[0](f4)], 1))
-        return F.interpolate(self.head(x), image.shape[-2:], mode="bilinear", align_corners=False)
+        logits = F.interpolate(self.head(x), image.shape[-2:], mode="bilinear", align_corners=False)
+        return logits if self.logit_scale == 1.0 else logits * self.logit_scale
 
 
 def _up(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
