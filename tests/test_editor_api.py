@@ -97,10 +97,11 @@ def test_keep_erase_refine_undo_redo_reset(client):
 def test_select_subject_keeps_only_the_clicked_person(client):
     sid = _session(client)["id"]
     url = f"/api/v1/sessions/{sid}"
-    # two hard-edged "people": keep strokes on an erased canvas
+    # two hard-edged "people": forced keep strokes (the whole brush) on an erased canvas
     client.post(f"{url}/strokes", json={"tool": "erase", "size": 400, "points": [[40, 48]]})
-    client.post(f"{url}/strokes", json={"tool": "keep", "size": 12, "points": [[15, 20], [15, 70]]})
-    client.post(f"{url}/strokes", json={"tool": "keep", "size": 12, "points": [[65, 20], [65, 70]]})
+    for x in (15, 65):
+        client.post(f"{url}/strokes", json={"tool": "keep", "size": 12, "force": True,
+                                            "points": [[x, 20], [x, 70]]})
     res = client.post(f"{url}/select", json={"points": [[15, 40]]})
     assert res.status_code == 200, res.text
     alpha = _alpha(client, sid)

@@ -85,6 +85,8 @@ class Stroke(BaseModel):
     points: list[Point] = Field(min_length=1, max_length=MAX_POINTS,
                                 description="[x, y] pairs in image coordinates.")
     edge: int = Field(DEFAULT_EDGE, ge=1, le=64, description="Refine's edge radius in pixels.")
+    force: bool = Field(False, description="Keep everything under the brush, background too "
+                                           "(else Keep adds the person under it).")
 
 
 class Select(BaseModel):
@@ -260,7 +262,8 @@ def create_app(matter: Matter | None = None, weights: str | Path | None = None,
 
     @app.post("/api/v1/sessions/{sid}/strokes", response_model=Edited)
     async def stroke(sid: str, body: Stroke) -> dict:
-        return await run(edit, sid, lambda s: s.stroke(body.tool, body.size, body.points, body.edge))
+        return await run(edit, sid, lambda s: s.stroke(body.tool, body.size, body.points,
+                                                              body.edge, body.force))
 
     @app.post("/api/v1/sessions/{sid}/select", response_model=Edited)
     async def select(sid: str, body: Select) -> dict:

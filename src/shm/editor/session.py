@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from shm import trimap as tri
-from shm.editor.tools import refine_edge, split_subject
+from shm.editor.tools import quick_select, refine_edge, split_subject
 from shm.inference.predictor import Matte, Matter, trimap_of
 from shm.inference.tiles import TileConfig, TiledCanvas
 
@@ -34,6 +34,7 @@ DEFAULT_EDGE = 6  # refine's edge radius in pixels
 # (8 strokes on a 1 MP photo: largest alpha difference 0.08, 751 pixels off by more than 1/255)
 # and 12 MP strokes take 10-40% less time.
 REACH = 16
+KEEP_EDGE = 2  # px each side of the edge of a Keep stroke's person left to the M-Net
 # Cells of at most EDIT_TILE px: an edit re-runs the M-Net on fewer pixels than with the 96-px
 # cells of a one-shot cutout (1 MP photo, 16 strokes: median 65-85 ms against 110-115 ms, the
 # automatic pass no slower).
@@ -46,6 +47,19 @@ def edit_tiles(matter: Matter) -> TileConfig:
 Box = tuple[int, int, int, int]  # top, left, bottom, right in image pixels
 DEFAULT_HISTORY_BYTES = 256 * 1024**2
 MAX_COORD = 1e6  # |x|, |y| of stroke points in pixels; far beyond any image, far below int32 / 16
+
+
+def _brush(pts: np.ndarray, size: float, box: Box) -> np.ndarray:
+    """(h, w) bool footprint over ``box`` of a brush of diameter ``size`` px drawn through
+    ``pts`` ((N, 2) [x, y] image pixels)."""
+    top, left, bottom, right = box
+    mask = np.zeros((bottom - top, right - left), np.uint8)
+    local = np.round((pts - [left, top]) * 16).astype(np.int32)
+    for a, b in zip(local, local[1:] if len(local) > 1 else local, strict=False):
+        cv2.line(mask, tuple(a), tuple(b), 1, max(1, round(size)), cv2.LINE_8, shift=4)
+    for p in local:
+        cv2.circle(mask, tuple(p), int(size / 2 * 16), 1, -1, cv2.LINE_8, shift=4)
+    return mask > 0
 
 
 class EditError(ValueError):
@@ -115,11 +129,12 @@ class EditSession:
         return self.version < self.base + len(self._patches)
 
     # edits ----------------------------------------------------------------------------------
-    def stroke(self, tool: str, size: float, points: list[list[float]], edge: int = DEFAULT_EDGE
-               ) -> Change:
+    def stroke(self, tool: str, size: float, points: list[list[float]], edge: int = DEFAULT_EDGE,
+               force: bool = False) -> Change:
         """Paint a brush stroke of diameter ``size`` pixels through ``points`` ([x, y] pairs in
         image coordinates) with tool 'keep', 'erase' or 'refine' (``edge``: refine's edge radius
-        in pixels, 1 to 64)."""
+        in pixels, 1 to 64). Keep adds the person under the brush, cut along the photo's edges
+        (``tools.quick_select``); with ``force`` it keeps everything under the brush."""
         if tool not in TOOLS:
             raise EditError(f"Unknown tool {tool!r}; use keep, erase or refine.")
         if not 1 <= size <= 4096:
@@ -134,17 +149,15 @@ class EditSession:
         right = min(self.width, int(pts[:, 0].max() + radius + 2))
         if bottom <= top or right <= left:
             raise EditError("The stroke lies outside the image.")
-        mask = np.zeros((bottom - top, right - left), np.uint8)
-        local = np.round((pts - [left, top]) * 16).astype(np.int32)
-        thickness = max(1, round(size))
-        for a, b in zip(local, local[1:] if len(local) > 1 else local, strict=False):
-            cv2.line(mask, tuple(a), tuple(b), 1, thickness, cv2.LINE_8, shift=4)
-        for p in local:
-            cv2.circle(mask, tuple(p), int(radius * 16), 1, -1, cv2.LINE_8, shift=4)
+        box = (top, left, bottom, right)
         op = {"op": "stroke", "tool": tool, "size": size, "points": pts.tolist()}
+        mask = _brush(pts, size, box)
         if tool == "refine":
-            return self._refine({**op, "edge": edge}, mask > 0, (top, left, bottom, right), edge)
-        return self._apply(op, mask > 0, TOOLS[tool], (top, left, bottom, right))
+            return self._refine({**op, "edge": edge}, mask, box, edge)
+        if tool == "keep" and not force:
+            return self._keep({**op, "force": False}, pts, size, box)
+        op = {**op, "force": True} if tool == "keep" else op
+        return self._apply(op, np.where(mask, TOOLS[tool], -1), box)
 
     def select(self, points: list[list[float]], remove: bool = False) -> Change:
         """Keep only the person under the clicked points (``remove``: drop that person) by
@@ -167,7 +180,7 @@ class EditSession:
         rows, cols = np.flatnonzero(drop.any(1)), np.flatnonzero(drop.any(0))
         top, left, bottom, right = rows[0], cols[0], rows[-1] + 1, cols[-1] + 1
         op = {"op": "select", "points": pts.tolist(), "remove": remove}
-        box = self._apply(op, drop[top:bottom, left:right], tri.BACKGROUND,
+        box = self._apply(op, np.where(drop[top:bottom, left:right], tri.BACKGROUND, -1),
                           (top, left, bottom, right)).box
         return Change(box, note)
 
@@ -216,7 +229,9 @@ class EditSession:
         ``ops[:version]`` on a fresh session instead, giving up the redo steps)."""
         for op in ops:
             if op["op"] == "stroke":
-                self.stroke(op["tool"], op["size"], op["points"], op.get("edge", DEFAULT_EDGE))
+                # a Keep stored before quick selection (no "force") kept the whole brush
+                self.stroke(op["tool"], op["size"], op["points"], op.get("edge", DEFAULT_EDGE),
+                            op.get("force", True))
             elif op["op"] == "reset":
                 self.reset()
             else:
@@ -261,21 +276,46 @@ class EditSession:
             raise EditError(f"Point coordinates must be finite numbers within +-{MAX_COORD:g}.")
         return pts
 
-    def _apply(self, op: dict, mask: np.ndarray, cls: int, box: Box) -> Change:
-        """Force class ``cls`` where ``mask`` (the size of ``box``, image coordinates) is set."""
+    def _keep(self, op: dict, pts: np.ndarray, size: float, box: Box) -> Change:
+        """Keep the person under the brush (``tools.quick_select`` over the stroke's ``box``
+        plus a brush's width of context): foreground inside it, unknown within KEEP_EDGE px of
+        its edge for the M-Net to make soft; background under the brush stays as it was."""
+        pad = max(8, round(size))
+        top, left = max(box[0] - pad, 0), max(box[1] - pad, 0)
+        bottom, right = min(box[2] + pad, self.height), min(box[3] + pad, self.width)
+        around = (top, left, bottom, right)
+        brush = _brush(pts, size, around)
+        core = _brush(pts, max(1.0, size / 6), around)
+        alpha = self.canvas.alpha(around)[0, 0].numpy()
+        person = quick_select(self.image[top:bottom, left:right], alpha, brush, core)
+        if not person.any():
+            raise EditError("Nothing to keep here: the brush covers no more of the person; hold "
+                            "Shift while painting to keep everything under it.")
+        ring = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * KEEP_EDGE + 1,) * 2)
+        inner = cv2.erode(person.astype(np.uint8), ring) > 0
+        edge = (cv2.dilate(person.astype(np.uint8), ring) > 0) & brush & ~inner
+        classes = np.full(person.shape, -1, np.int8)
+        classes[edge], classes[inner] = tri.UNKNOWN, tri.FOREGROUND
+        return self._apply(op, classes, around)
+
+    def _apply(self, op: dict, classes: np.ndarray, box: Box) -> Change:
+        """Force each pixel's trimap class to ``classes`` (the size of ``box``, image
+        coordinates; -1: leave as it is), then re-run the M-Net near."""
         cv = self.canvas
         m, t = cv.cfg.margin, cv.cfg.tile
         top, left, bottom, right = box
+        mask = classes >= 0
         cells = self._cells_near(mask, box)
         r0 = min(r for r, _ in cells) * t
         r1 = (max(r for r, _ in cells) + 1) * t + 2 * m
         c0 = min(c for _, c in cells) * t
         c1 = (max(c for _, c in cells) + 1) * t + 2 * m
         patch = _Patch(slice(r0, r1), slice(c0, c1), self._grab(slice(r0, r1), slice(c0, c1)))
-        value = torch.zeros(3)
-        value[cls] = 1
         region = cv.probs[0, :, m + top:m + bottom, m + left:m + right]
-        region[:, torch.from_numpy(np.ascontiguousarray(mask))] = value[:, None]
+        for cls in np.unique(classes[mask]):
+            value = torch.zeros(3)
+            value[cls] = 1
+            region[:, torch.from_numpy(classes == cls)] = value[:, None]
         self.matter.run_mnet(cv, cells)
         return self._commit(patch, op)
 

@@ -1,8 +1,10 @@
-"""The editor's image tools, as functions on arrays: edge refinement and subject selection.
+"""The editor's image tools, as functions on arrays: edge refinement, quick selection and
+subject selection.
 
 ``refine_edge`` snaps a soft edge to the photo under a brush stroke (a colour guided filter of
 the alpha, He et al. 2013) without lowering confident foreground or adding alpha to clear
-background. ``split_subject`` tells the clicked person from the others inside the matte: people
+background. ``quick_select`` finds the person under a Keep stroke along the photo's edges.
+``split_subject`` tells the clicked person from the others inside the matte: people
 joined in the matte are told apart by their heads (bumps of the outline's top) and a watershed
 over the photo's edges, seeded at the click and below each head.
 """
@@ -15,6 +17,8 @@ from scipy import ndimage
 
 CONFIDENT = 0.9   # refine never lowers alpha at or above this, never raises it at or below 1 - it
 GUIDE_EPS = 1e-3  # guided filter regulariser (colour variance units, image in [0, 1])
+GRAB_PIXELS = 250_000  # quick select works on at most this many pixels
+GRAB_ITERATIONS = 4
 SELECT_SIDE = 384  # long side of the grid select subject works on (pixels)
 LOOSE = 0.1       # select subject: alpha that joins a faint limb to its body
 MIN_OTHER = 0.15  # ... a piece smaller than this share of the subject is the subject's
@@ -82,6 +86,37 @@ def refine_edge(image: np.ndarray, alpha: np.ndarray, mask: np.ndarray, radius: 
     sub = band[r0:r1, c0:c1]
     out[r0:r1, c0:c1][sub] = new[sub]
     return out
+
+
+def quick_select(image: np.ndarray, alpha: np.ndarray, brush: np.ndarray, core: np.ndarray
+                 ) -> np.ndarray:
+    """The person under a Keep stroke, cut along the photo's edges (GrabCut, Rother et al. 2004).
+
+    image: (H, W, 3) uint8, the stroke with context around it; alpha: (H, W) float32 in [0, 1],
+    the current matte; brush: (H, W) bool, the brush's footprint; core: (H, W) bool, its centre
+    line, taken as the person's. Alpha >= CONFIDENT counts as person too, alpha <= 1 - CONFIDENT
+    outside the brush as background; the rest is for the colour models to decide. Works on at
+    most GRAB_PIXELS (a larger crop is resized). Returns (H, W) bool: the person's pixels under
+    the brush.
+    """
+    h, w = alpha.shape
+    scale = min(1.0, (GRAB_PIXELS / (h * w)) ** 0.5)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+
+    def fit(x: np.ndarray) -> np.ndarray:
+        return cv2.resize(x.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+
+    labels = np.full(size[::-1], cv2.GC_PR_BGD, np.uint8)
+    labels[fit(brush)] = cv2.GC_PR_FGD
+    labels[fit((alpha <= 1 - CONFIDENT) & ~brush)] = cv2.GC_BGD
+    labels[fit((alpha >= CONFIDENT) | core)] = cv2.GC_FGD
+    if (labels == cv2.GC_BGD).any():  # else there is no background to model: all is person
+        photo = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        models = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        cv2.setRNGSeed(0)  # GrabCut's k-means draws from this thread's RNG: replays must match
+        cv2.grabCut(photo, labels, None, *models, GRAB_ITERATIONS, cv2.GC_INIT_WITH_MASK)
+    person = np.isin(labels, [cv2.GC_FGD, cv2.GC_PR_FGD]).astype(np.float32)
+    return (cv2.resize(person, (w, h), interpolation=cv2.INTER_LINEAR) > 0.5) & brush
 
 
 def split_subject(image: np.ndarray, alpha: np.ndarray, points: np.ndarray, remove: bool = False

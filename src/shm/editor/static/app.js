@@ -317,6 +317,7 @@ viewport.addEventListener("pointerdown", (ev) => {
   } else if (ev.button === 0) {
     stroke = { tool: state.tool, size: Number($("brush-size").value), points: [toImage(ev)] };
     if (stroke.tool === "refine") stroke.edge = Number($("edge-radius").value);
+    if (stroke.tool === "keep" && ev.shiftKey) stroke.force = true;  // background too
     paintStroke(stroke, 0);
   } else return;
   viewport.setPointerCapture(ev.pointerId);
@@ -339,7 +340,9 @@ viewport.addEventListener("pointerup", (ev) => {
   stroke = null;
   const body = { tool: s.tool, size: s.size, points: s.points };
   if (s.edge) body.edge = s.edge;
-  edit("strokes", body, `Applying ${LABELS[s.tool]}…`, ev.timeStamp, `${LABELS[s.tool]} applied.`, s);
+  if (s.force) body.force = true;
+  const label = s.force ? "Keep (everything under the brush)" : LABELS[s.tool];
+  edit("strokes", body, `Applying ${label}…`, ev.timeStamp, `${label} applied.`, s);
 });
 viewport.addEventListener("pointerleave", () => (brush.hidden = true));
 
@@ -375,7 +378,7 @@ $("upload").addEventListener("change", (ev) => {
   ev.target.value = "";  // choosing the same file again is a change too
 });
 const HINTS = {
-  keep: "Keep: paint over parts of the person that are missing.",
+  keep: "Keep: paint over parts of the person that are missing; the edge follows the photo. Hold Shift to keep everything under the brush.",
   erase: "Erase: paint over what should not be in the cutout.",
   refine: "Refine edge: paint along hair or a soft edge; the edge radius sets how far it may move.",
   select: "Select subject: click a person to keep only them; Shift-click removes the person under the cursor.",
