@@ -31,7 +31,7 @@ def test_logit_scale_multiplies_the_t_nets_logits_and_keeps_its_ranking():
 
 def test_calibration_uses_training_photos_from_both_sources_and_their_portraits(fake_data):
     names = (fake_data / "people/train.txt").read_text().split()
-    (fake_data / "people/train.txt").write_text("\n".join(names[:3] + ["ccp_0"]) + "\n")
+    (fake_data / "people/train.txt").write_text("\n".join([*names[:3], "ccp_0"]) + "\n")
     for sub, ext in (("images", "jpg"), ("alphas", "png")):
         (fake_data / "people" / sub / f"{names[3]}.{ext}").rename(
             fake_data / "people" / sub / f"ccp_0.{ext}")

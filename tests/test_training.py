@@ -14,8 +14,8 @@ from PIL import Image
 from shm import trimap as tri
 from shm.data.composite import cached_foreground, photo_background
 from shm.data.people import PeopleMatting, SampleSpec
-from shm.pretrained import load_pretrained
 from shm.models.fusion import fuse
+from shm.pretrained import load_pretrained
 from shm.training.losses import prediction_loss
 from shm.training.trainer import (
     EndToEnd,
