@@ -131,16 +131,27 @@ def occluder(image: np.ndarray, alpha: np.ndarray, texture: np.ndarray,
     return paste(image, alpha, patch, soft, r, c, occludes=True)
 
 
-def head_region(alpha: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]] | None:
-    """(centre (x, y), semi-axes (ax, ay)) of an ellipse over the head of the largest person
-    (the top 18% of its box, as wide as the person's median row there), or None if no person."""
-    mask = alpha > 0.5
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+def largest_person(alpha: np.ndarray
+                   ) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+    """The largest 8-connected region of alpha > 0.5 as an (H, W) bool mask, with its box
+    (top, left, height, width); None if there is none."""
+    n, lab, stats, _ = cv2.connectedComponentsWithStats((alpha > 0.5).astype(np.uint8),
+                                                        connectivity=8)
     if n <= 1:
         return None
     k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    x, y, _, h = (int(v) for v in stats[k, :4])
-    band = lab[y:y + max(4, round(0.18 * h))] == k
+    x, y, w, h = (int(v) for v in stats[k, :4])
+    return lab == k, (y, x, h, w)
+
+
+def head_region(alpha: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """(centre (x, y), semi-axes (ax, ay)) of an ellipse over the head of the largest person
+    (the top 18% of its box, as wide as the person's median row there), or None if no person."""
+    person = largest_person(alpha)
+    if person is None:
+        return None
+    mask, (y, x, h, _) = person
+    band = mask[y:y + max(4, round(0.18 * h))]
     widths = band.sum(1)
     cols = band.sum(0)
     cx = x + float((cols * np.arange(len(cols))).sum() / max(cols.sum(), 1))
@@ -206,12 +217,10 @@ def portrait_box(alpha: np.ndarray, rng: np.random.Generator,
     frame's height (over 100%: the top of the head cut), often cut by a side too. Width over
     height is drawn log-uniformly from ``aspect``; the frame is clamped inside the image, so
     it can only end where the photo does. None if there is no person (alpha > 0.5)."""
-    mask = (alpha > 0.5).astype(np.uint8)
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    if n <= 1:
+    person = largest_person(alpha)
+    if person is None:
         return None
-    k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    y0, ph = int(stats[k, cv2.CC_STAT_TOP]), int(stats[k, cv2.CC_STAT_HEIGHT])
+    mask, (y0, _, ph, _) = person
     h, w = alpha.shape
     bottom = min(h, round(y0 + rng.uniform(0.22, 0.65) * ph))
     span = bottom - y0
@@ -219,7 +228,7 @@ def portrait_box(alpha: np.ndarray, rng: np.random.Generator,
         return None
     fh = min(bottom, max(8, round(span / rng.uniform(0.6, 1.2))))  # the photo's top ends it
     fw = min(w, max(8, round(fh * np.exp(rng.uniform(*np.log(aspect))))))
-    cols = (lab[y0:bottom] == k).sum(0)
+    cols = mask[y0:bottom].sum(0)
     cx = float((cols * np.arange(w)).sum() / max(cols.sum(), 1))
     left = round(cx - fw / 2 + rng.uniform(-0.25, 0.25) * fw)
     return bottom - fh, int(np.clip(left, 0, w - fw)), fh, fw

@@ -36,10 +36,9 @@ def calibration_photos(data: Path, count: int, seed: int = 0
     names = (people / "train.txt").read_text().split()
     rng = np.random.default_rng(seed)
     chosen = []
-    for source in ("ccp", "other"):
+    for source, share in (("ccp", count - count // 2), ("other", count // 2)):
         pool = [n for n in names if source_of(n) == source]
-        chosen += list(rng.choice(pool, size=min(len(pool), count - count // 2 if source == "ccp"
-                                                 else count // 2), replace=False))
+        chosen += list(rng.choice(pool, size=min(len(pool), share), replace=False))
     pairs = []
     for name in chosen:
         image = np.asarray(Image.open(people / "images" / f"{name}.jpg").convert("RGB"))
@@ -80,18 +79,18 @@ def main() -> None:
     parser.add_argument("--write", action="store_true",
                         help="store the best scale in the folder's config.json")
     args = parser.parse_args()
-    from shm.pretrained import CONFIG_FILE, load_pretrained
+    from shm.pretrained import load_pretrained, save_pretrained
 
     sads = fit_logit_scale(args.weights, calibration_photos(args.data, args.photos))
     best = min(sads, key=sads.get)
-    config = load_pretrained(args.weights).config
-    scale = config.tnet.logit_scale * best
+    model = load_pretrained(args.weights)
+    scale = model.tnet.logit_scale * best
     report = {"photos": args.photos, "sad_by_factor": sads, "best_factor": best,
               "logit_scale": scale}
     print(json.dumps(report, indent=2))
     if args.write:
-        config = replace(config, tnet=replace(config.tnet, logit_scale=scale))
-        (args.weights / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        model.config = replace(model.config, tnet=replace(model.config.tnet, logit_scale=scale))
+        save_pretrained(model, args.weights)
         (args.weights / "calibration.json").write_text(json.dumps(report, indent=2) + "\n")
 
 
