@@ -66,6 +66,13 @@ def test_head_obscuring_changes_only_pixels_over_the_head():
     assert aug.obscure_head(image, np.zeros_like(alpha), rng) is image
 
 
+def test_head_region_sits_over_the_head_wherever_the_person_stands():
+    alpha = np.zeros((200, 300), np.float32)
+    alpha[20:190, 200:240] = 1
+    (cx, cy), (ax, _) = aug.head_region(alpha)
+    assert 200 <= cx <= 240 and 20 <= cy <= 80 and ax <= 30
+
+
 def test_person_blur_leaves_the_far_background_alone():
     alpha = np.zeros((200, 200), np.float32)
     alpha[60:140, 80:120] = 1

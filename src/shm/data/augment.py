@@ -154,7 +154,7 @@ def head_region(alpha: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]] | 
     band = mask[y:y + max(4, round(0.18 * h))]
     widths = band.sum(1)
     cols = band.sum(0)
-    cx = x + float((cols * np.arange(len(cols))).sum() / max(cols.sum(), 1))
+    cx = float((cols * np.arange(len(cols))).sum() / max(cols.sum(), 1))  # cols span the image
     head_w = max(8.0, float(np.median(widths[widths > 0])))
     head_h = max(band.shape[0], 1.3 * head_w)
     return (round(cx), round(y + head_h / 2)), (round(0.6 * head_w), round(0.55 * head_h))
