@@ -144,8 +144,9 @@ def test_make_run_installs_what_serving_needs_and_make_test_everything(tmp_path)
     root = README.parent
 
     def plan(target: str, venv: Path) -> list[str]:
-        out = subprocess.run(["make", "-n", target, f"VENV={venv}"], cwd=root, check=True,
-                             capture_output=True, text=True).stdout
+        # --no-print-directory: under `make test` (CI) make would add Entering/Leaving lines
+        out = subprocess.run(["make", "-n", "--no-print-directory", target, f"VENV={venv}"],
+                             cwd=root, check=True, capture_output=True, text=True).stdout
         return [line.strip() for line in out.splitlines()]
 
     fresh = plan("run", tmp_path / "venv")
