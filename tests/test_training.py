@@ -322,6 +322,35 @@ def test_augment_is_refused_in_the_mnet_stage(fake_data, tmp_path, tiny_weights)
         train(cfg, progress=False)
 
 
+def test_freeze_leaves_the_first_encoder_blocks_and_their_statistics_untrained(
+        fake_data, tmp_path, tiny_weights):
+    cfg = _cfg(fake_data, tmp_path, tiny_weights, stage="tnet", steps=2, freeze=4)
+    train(cfg, progress=False)
+    before = load_pretrained(tiny_weights).tnet.encoder.features
+    after = load_pretrained(cfg.out).tnet.encoder.features
+    for i, (old, new) in enumerate(zip(before, after, strict=True)):
+        same = all(torch.equal(v, new.state_dict()[k]) for k, v in old.state_dict().items())
+        assert same == (i < 4), i  # weights and batch-norm statistics of the frozen four only
+
+
+def test_frozen_encoder_blocks_stay_in_eval_mode_when_the_model_trains(tiny_weights):
+    model = load_pretrained(tiny_weights)
+    model.tnet.encoder.freeze(2)
+    model.train()
+    modes = [block.training for block in model.tnet.encoder.features]
+    assert modes[:2] == [False, False] and all(modes[2:])
+    assert not any(p.requires_grad for p in model.tnet.encoder.features[:2].parameters())
+    with pytest.raises(ValueError, match="Freeze 0 to 18 blocks"):
+        model.tnet.encoder.freeze(19)
+
+
+def test_freeze_is_refused_in_stages_that_leave_the_t_net_alone(fake_data, tmp_path,
+                                                                 tiny_weights):
+    cfg = _cfg(fake_data, tmp_path, tiny_weights, stage="refine", freeze=4)
+    with pytest.raises(ValueError, match="tnet and end2end"):
+        train(cfg, progress=False)
+
+
 def test_a_non_finite_loss_skips_its_step_and_leaves_the_weights_finite(fake_data, tmp_path,
                                                                          tiny_weights, monkeypatch):
     import shm.training.trainer as trainer

@@ -53,6 +53,22 @@ class MobileNetV2Encoder(nn.Module):
                 blocks.append(InvertedResidual(cin, cout, stride if i == 0 else 1, expand))
                 cin = cout
         self.features = nn.Sequential(*blocks)
+        self.frozen = 0  # leading blocks without training (``freeze``)
+
+    def freeze(self, blocks: int) -> None:
+        """Freeze the first ``blocks`` of the 18 blocks (0: none; 4: all at strides 2 and 4): no
+        gradients, batch norms kept in eval mode, so training skips their backward pass."""
+        if not 0 <= blocks <= len(self.features):
+            raise ValueError(f"Freeze 0 to {len(self.features)} blocks, not {blocks}.")
+        self.frozen = blocks
+        for i, block in enumerate(self.features):
+            block.requires_grad_(i >= blocks)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "MobileNetV2Encoder":
+        super().train(mode)
+        self.features[:self.frozen].eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         out = []

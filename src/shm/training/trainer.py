@@ -71,6 +71,9 @@ class TrainConfig:
     portrait: float = 0.0
     balance: bool = True  # draw each source ('ccp' street photos, the others) equally often
     clip: float = 5.0  # gradient-norm clipping
+    # 'tnet' and 'end2end': leading blocks of the T-Net's encoder left untrained (their backward
+    # pass skipped; ``MobileNetV2Encoder.freeze``), a throughput lever
+    freeze: int = 0
 
     def spec(self, tnet_long_side: int) -> SampleSpec:
         """How samples are cut; tnet_long_side: the model's, for the 'refine' stage's view."""
@@ -194,6 +197,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         raise ValueError("Batch size must be at least 2 per process (batch norm needs it).")
     if cfg.augment and cfg.stage == "mnet":
         raise ValueError("--augment is for the tnet, refine and end2end stages.")
+    if cfg.freeze and cfg.stage not in ("tnet", "end2end"):
+        raise ValueError("--freeze is for the stages that train the T-Net: tnet and end2end.")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -203,8 +208,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     torch.manual_seed(cfg.seed)
     model, loaded = _initial_model(cfg)
     model = model.to(device)
+    if cfg.freeze:
+        model.tnet.encoder.freeze(cfg.freeze)
     part = trained_part(model, cfg.stage)
-    opt = torch.optim.AdamW(part.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW([p for p in part.parameters() if p.requires_grad], lr=cfg.lr,
+                            weight_decay=1e-4)
     warmup = min(50, cfg.steps // 10 + 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (
         1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
