@@ -37,6 +37,5 @@ def test_solid_people_stay_solid(shares: dict[str, float]) -> None:
     assert shares["solid_below_0_9"] <= BOUND
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18: the shipped pair leaves a haze on backgrounds")
 def test_backgrounds_stay_clear(shares: dict[str, float]) -> None:
     assert shares["bg_above_0_1"] <= BOUND
