@@ -23,12 +23,12 @@ import numpy as np
 import torch
 
 from shm import trimap as tri
-from shm.editor.tools import quick_select, refine_edge, split_subject
+from shm.editor.tools import quick_select, refine_context, refine_edge, split_subject
 from shm.inference.predictor import Matte, Matter, trimap_of
 from shm.inference.tiles import TileConfig, TiledCanvas
 
 TOOLS = {"keep": tri.FOREGROUND, "erase": tri.BACKGROUND, "refine": tri.UNKNOWN}
-DEFAULT_EDGE = 6  # refine's edge radius in pixels
+DEFAULT_EDGE = 3  # refine's edge radius in pixels (val hair strokes: SAD 14% lower at 3, 12% at 6)
 # keep/erase re-run the M-Net on the cells within REACH px of the stroke. Re-running every cell
 # whose window sees the stroke (REACH = the margin, 80 px) would be exact; the rest change little
 # (8 strokes on a 1 MP photo: largest alpha difference 0.08, 751 pixels off by more than 1/255)
@@ -336,7 +336,7 @@ class EditSession:
     def _refine(self, op: dict, mask: np.ndarray, box: Box, edge: int) -> Change:
         """Write ``refine_edge``'s alpha under ``mask`` (the stroke over ``box``) as soft
         foreground/background probabilities; the M-Net does not run."""
-        m, pad = self.canvas.cfg.margin, 2 * edge + 1  # the filter reads 2 * edge of context
+        m, pad = self.canvas.cfg.margin, refine_context(edge)
         top, left = max(box[0] - pad, 0), max(box[1] - pad, 0)
         bottom, right = min(box[2] + pad, self.height), min(box[3] + pad, self.width)
         around = np.zeros((bottom - top, right - left), bool)
