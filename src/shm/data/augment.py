@@ -150,7 +150,7 @@ def head_region(alpha: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]] | 
     person = largest_person(alpha)
     if person is None:
         return None
-    mask, (y, x, h, _) = person
+    mask, (y, _, h, _) = person
     band = mask[y:y + max(4, round(0.18 * h))]
     widths = band.sum(1)
     cols = band.sum(0)

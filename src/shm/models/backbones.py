@@ -65,7 +65,7 @@ class MobileNetV2Encoder(nn.Module):
             block.requires_grad_(i >= blocks)
         self.train(self.training)
 
-    def train(self, mode: bool = True) -> "MobileNetV2Encoder":
+    def train(self, mode: bool = True) -> MobileNetV2Encoder:
         super().train(mode)
         self.features[:self.frozen].eval()
         return self

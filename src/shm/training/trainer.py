@@ -209,6 +209,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     model, loaded = _initial_model(cfg)
     model = model.to(device)
     if cfg.freeze:
+        if not hasattr(model.tnet.encoder, "freeze"):
+            raise ValueError("--freeze works with the MobileNetV2 T-Net only; drop it for this model.")
         model.tnet.encoder.freeze(cfg.freeze)
     part = trained_part(model, cfg.stage)
     opt = torch.optim.AdamW([p for p in part.parameters() if p.requires_grad], lr=cfg.lr,
