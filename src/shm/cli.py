@@ -238,7 +238,8 @@ def train(
     out_dir: Path = typer.Option(..., "--out", help="Folder for checkpoints, log and weights."),
     data: Path | None = typer.Option(None, help="Data folder; default $SHM_DATA or ../shared/data."),
     model: str | None = typer.Option(None, help="Preset: mobile (default without --init), mobile-lite "
-                                     "(3-level M-Net, half the tile margin) or paper. "
+                                     "(3-level M-Net, half the tile margin), mobile-effnet-lite0 (an "
+                                     "EfficientNet-Lite0 T-Net encoder) or paper. "
                                      "With --init: take from it only the parts that match."),
     init: Path | None = typer.Option(None, help="Weights folder of the previous stage."),
     steps: int = typer.Option(1000, help="Total optimiser steps of this stage."),

@@ -210,7 +210,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     model = model.to(device)
     if cfg.freeze:
         if not hasattr(model.tnet.encoder, "freeze"):
-            raise ValueError("--freeze works with the MobileNetV2 T-Net only; drop it for this model.")
+            raise ValueError("--freeze works with the MobileNetV2 and EfficientNet-Lite0 T-Nets only; "
+                             "drop it for this model.")
         model.tnet.encoder.freeze(cfg.freeze)
     part = trained_part(model, cfg.stage)
     opt = torch.optim.AdamW([p for p in part.parameters() if p.requires_grad], lr=cfg.lr,
