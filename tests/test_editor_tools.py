@@ -30,16 +30,13 @@ def _val_photos(count: int):
         yield name, image, ref.astype(np.float32) / 255
 
 
-# val photos of one person (the reference holds no one else), portraits to full length
+# val photos of one person (the reference holds no one else), portraits to full length; in the
+# last, someone's blurred shoulder joins his matte at the left edge
 ALONE = ["ControlNet_test_imgs_man", "LivePortrait_assets_examples_source_s2",
          "PhotoMaker_examples_scarletthead_woman_scarlett_2", "ccp_0050", "ccp_0170", "ccp_0226",
          "ccp_0287", "ccp_0546", "ccp_0718", "ccp_1105", "ccp_1321", "darknet_person",
          "deepface_tests_unit_dataset_img39",
-         pytest.param("face_recognition_examples_knn_examples_train_obama_obama2",
-                      marks=pytest.mark.xfail(strict=True, reason=(
-                          "known limit: a second person's blurred shoulder at the left edge joins "
-                          "his in the row-27 matte and the watershed gives it his own left "
-                          "shoulder (27% of the cutout removed)")))]
+         "face_recognition_examples_knn_examples_train_obama_obama2"]
 
 
 def _val(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -241,10 +238,10 @@ def test_select_subject_keeps_one_of_a_group_on_val_people(shipped, names, gaps)
         assert kept >= 0.98 and others <= 0.02, names[k]
 
 
-@pytest.mark.xfail(strict=True, reason="known limit: two copies of one person in the same orange "
-                   "suit, one in front: the watershed leaves 7% of the front one (the forearm "
-                   "against the other's suit) with the one behind")
 def test_select_subject_keeps_one_of_two_overlapping_people(shipped, group):
+    """Two copies of one person in an orange suit, one in front: clicking the one behind keeps
+    her and drops the one in front, forearm against the other's suit included; shift-clicking
+    the one in front drops her alone."""
     photo, behind, front = group
     session = EditSession(shipped, photo)
     auto = session.canvas.alpha()[0, 0].numpy().copy()

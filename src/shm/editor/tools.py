@@ -5,8 +5,8 @@ subject selection.
 mean of closed-form matting (``shm.editor.matting``) and a colour guided filter of the alpha
 (He et al. 2013). ``quick_select`` finds the person under a Keep stroke along the photo's edges.
 ``split_subject`` tells the clicked person from the others inside the matte: people
-joined in the matte are told apart by their heads (bumps of the outline's top) and a watershed
-over the photo's edges, seeded at the click and below each head.
+joined in the matte are told apart by their heads (bumps of the solid matte's top) and a
+watershed over the photo's edges, seeded at the click and below each head.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from scipy import ndimage
 
 from shm.editor.matting import closed_form
 
-CONFIDENT = 0.9   # quick select: alpha at or above this is the person's, at or below 1 - it not
+CONFIDENT = 0.9   # quick select: alpha at or above this is the person's, at or below 1 - it not;
+                  # select subject: the solid matte, whose bumps are heads
 SOFT = 0.02       # refine: alpha strictly between this and 1 - it is the soft edge
 GUIDE_RADIUS = 2  # refine's guided filter window radius (pixels)
 GUIDE_EPS = 1e-3  # guided filter regulariser (colour variance units, image in [0, 1])
@@ -29,6 +30,8 @@ MIN_OTHER = 0.15  # ... a piece smaller than this share of the subject is the su
 NEAR_PART = 0.03  # ... a separate piece this close (share of the subject's height) is too
 NEAR_SOFT = 0.05  # ... soft pixels further than this from the subject go
 HEAD_RISE, HEAD_WIDTH = 0.06, 0.05  # a head's bump: its rise and width, shares of the height
+ACROSS = 0.5      # select subject's landscape: weight of edges across a body (collars, belts,
+                  # folds) against edges along it, where people side by side meet
 EIGHT = np.ones((3, 3))  # 8-connectivity
 
 
@@ -140,9 +143,13 @@ def split_subject(image: np.ndarray, alpha: np.ndarray, points: np.ndarray, remo
 
     The clicked group is the part of the matte (alpha > 0.5) joined to a click through alpha >
     LOOSE, so a hand or foot the matte holds only faintly stays with its body. Its heads are
-    the wide bumps of its top outline (``_heads``); with several, each head seeds the column
-    below it, the clicks seed the head nearest them across, and a watershed over the photo's
-    colour edges grows them, so the cut follows the outline of the person in front. A grown
+    the wide bumps of the top outline of its solid part (alpha >= CONFIDENT; ``_heads``), not
+    of someone's blurred shoulder; with several, each head seeds the column below it, the
+    clicks seed the head nearest them across, and a watershed over the photo's colour edges
+    grows them, so the cut follows the outline of the person in front. Edges across a body
+    (horizontal: collar, belt, hem, the fold of an arm) count ACROSS of those along it, as
+    people side by side meet along up-and-down edges (two copies of the astronaut, one in
+    front: 3% of her left with the one behind, against 7% with all edges alike). A grown
     region of another head goes only if it holds that head and is at least MIN_OTHER of the
     subject's size; other pieces stay with the subject. Outside the group, blobs go unless they
     are small (under MIN_OTHER of the subject) and within NEAR_PART of its height. Soft pixels
@@ -165,7 +172,7 @@ def split_subject(image: np.ndarray, alpha: np.ndarray, points: np.ndarray, remo
     seeds = [(int(nearest[0][y, x]), int(nearest[1][y, x])) for x, y in clicks]  # (row, col)
     joined = ndimage.label(loose | fg, structure=EIGHT)[0]
     group = np.isin(joined, [joined[s] for s in seeds]) & fg
-    heads = _heads(group)
+    heads = _heads(group & grid(alpha >= CONFIDENT))
     subject = _split_group(image, group, heads, seeds) if len(heads) > 1 else group
     rows = np.flatnonzero(subject.any(1))
     height = rows[-1] - rows[0] + 1
@@ -188,12 +195,14 @@ def _split_group(image: np.ndarray, group: np.ndarray, heads: np.ndarray,
                  seeds: list[tuple[int, int]]) -> np.ndarray:
     """The clicked person's part of ``group`` ((h, w) bool, the grid's matte of several people
     with ``heads`` (K, 3) [row, col, width]), clicked at ``seeds`` [(row, col)]; ``image``
-    (H, W, 3) uint8 is resized to the grid for its colour edges."""
+    (H, W, 3) uint8 is resized to the grid for its colour edges, those across (d/dy) weighted
+    ACROSS."""
     from skimage.segmentation import watershed
 
     photo = cv2.resize(image, group.shape[::-1], interpolation=cv2.INTER_AREA).astype(np.float32)
     edges = np.max([cv2.Sobel(photo[..., k], cv2.CV_32F, 1, 0) ** 2 +
-                    cv2.Sobel(photo[..., k], cv2.CV_32F, 0, 1) ** 2 for k in range(3)], axis=0)
+                    (ACROSS * cv2.Sobel(photo[..., k], cv2.CV_32F, 0, 1)) ** 2 for k in range(3)],
+                   axis=0)
     markers = np.zeros(group.shape, np.int32)
     for k, (r, c, size) in enumerate(heads):  # the head and the column below it
         gap = np.delete(np.abs(heads[:, 1] - c), k).min()
