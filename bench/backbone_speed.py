@@ -159,5 +159,6 @@ def markdown(stats: dict[tuple[int, str], dict[str, dict[str, float]]], params: 
                   "the bound: the machine was busy; confirm on a quiet one."]
     return "\n".join(lines) + "\n"
 
+
 if __name__ == "__main__":
     main()

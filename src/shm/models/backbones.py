@@ -13,9 +13,9 @@ from torch import nn
 
 from shm.models.layers import ConvBNReLU
 
-# (expand ratio, channels, repeats, stride) of torchvision's MobileNetV2, width 1.0.
-_MOBILENET_V2 = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-                 (6, 160, 3, 2), (6, 320, 1, 1))
+# (expand ratio, channels, repeats, stride, kernel) of torchvision's MobileNetV2, width 1.0.
+_MOBILENET_V2 = ((1, 16, 1, 1, 3), (6, 24, 2, 2, 3), (6, 32, 3, 2, 3), (6, 64, 4, 2, 3),
+                 (6, 96, 3, 1, 3), (6, 160, 3, 2, 3), (6, 320, 1, 1, 3))
 # (expand ratio, channels, repeats, stride, kernel) of EfficientNet-Lite0 (width and depth 1.0).
 _EFFICIENTNET_LITE0 = ((1, 16, 1, 1, 3), (6, 24, 2, 2, 3), (6, 40, 2, 2, 5), (6, 80, 3, 2, 3),
                        (6, 112, 3, 1, 5), (6, 192, 4, 2, 5), (6, 320, 1, 1, 3))
@@ -41,14 +41,22 @@ class InvertedResidual(nn.Module):
 
 
 class _TappedEncoder(nn.Module):
-    """A stem and inverted-residual blocks in ``features``; ``forward`` maps (B, 3, H, W)
-    normalised RGB to the outputs of the blocks in ``_taps`` (strides 2 ... 32), finest first."""
+    """A 3x3 stride-2 stem (32 channels) and the inverted-residual blocks of ``table`` (rows of
+    expand ratio, channels, repeats, stride, kernel) in ``features``; ``forward`` maps
+    (B, 3, H, W) normalised RGB to the outputs of the blocks in ``_taps`` (strides 2 ... 32),
+    finest first."""
 
     channels: tuple[int, ...]
     _taps: tuple[int, ...]
 
-    def __init__(self, blocks: list[nn.Module]) -> None:
+    def __init__(self, table: tuple[tuple[int, int, int, int, int], ...]) -> None:
         super().__init__()
+        blocks: list[nn.Module] = [ConvBNReLU(3, 32, 3, 2, relu6=True)]
+        cin = 32
+        for expand, cout, repeats, stride, kernel in table:
+            for i in range(repeats):
+                blocks.append(InvertedResidual(cin, cout, stride if i == 0 else 1, expand, kernel))
+                cin = cout
         self.features = nn.Sequential(*blocks)
         self.frozen = 0  # leading blocks without training (``freeze``)
 
@@ -86,13 +94,7 @@ class MobileNetV2Encoder(_TappedEncoder):
     _taps = (1, 3, 6, 13, 17)
 
     def __init__(self) -> None:
-        blocks: list[nn.Module] = [ConvBNReLU(3, 32, 3, 2, relu6=True)]
-        cin = 32
-        for expand, cout, repeats, stride in _MOBILENET_V2:
-            for i in range(repeats):
-                blocks.append(InvertedResidual(cin, cout, stride if i == 0 else 1, expand))
-                cin = cout
-        super().__init__(blocks)
+        super().__init__(_MOBILENET_V2)
 
     def load_imagenet(self, path: str | Path) -> None:
         """Load torchvision's ``mobilenet_v2-b0353104.pth`` (classifier and last conv dropped)."""
@@ -115,13 +117,7 @@ class EfficientNetLite0Encoder(_TappedEncoder):
     _taps = (1, 3, 5, 11, 16)
 
     def __init__(self) -> None:
-        blocks: list[nn.Module] = [ConvBNReLU(3, 32, 3, 2, relu6=True)]
-        cin = 32
-        for expand, cout, repeats, stride, kernel in _EFFICIENTNET_LITE0:
-            for i in range(repeats):
-                blocks.append(InvertedResidual(cin, cout, stride if i == 0 else 1, expand, kernel))
-                cin = cout
-        super().__init__(blocks)
+        super().__init__(_EFFICIENTNET_LITE0)
         for module in self.modules():
             if isinstance(module, nn.BatchNorm2d):
                 module.eps = 1e-3
