@@ -138,14 +138,14 @@ def test_scene_samples_are_reproducible_and_change_with_the_epoch(fake_data):
     assert not a[0]["image"].equal(first)
 
 
-@pytest.mark.parametrize("portrait", [0.0, 1.0])
+@pytest.mark.parametrize("portrait, close_up", [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0)])
 @pytest.mark.parametrize("mode", ["tnet", "mnet", "refine"])
-def test_every_sample_mode_shows_its_own_alpha(fake_data, mode, portrait):
+def test_every_sample_mode_shows_its_own_alpha(fake_data, mode, portrait, close_up):
     """White people on black, each photo its own background: every pixel of the plain
     samplers' images (and of the refine mode's T-Net view) is its label. A crop, flip or scale
     that moved fg and bg but not alpha would leave errors near 1."""
     _white_people_on_black(fake_data)
-    spec = SampleSpec(mode, 64, (60, 90), real=1.0, view=64, portrait=portrait)
+    spec = SampleSpec(mode, 64, (60, 90), real=1.0, view=64, portrait=portrait, close_up=close_up)
     data = PeopleMatting(fake_data, "train", spec)
     shown = 0
     for epoch in range(2):
@@ -183,6 +183,19 @@ def test_portrait_frames_cut_the_person_at_the_bottom_and_keep_the_head():
     assert min(fills) < 0.8 and max(fills) > 1.0  # room above the head, and the head cut
     assert cuts >= 5  # often cut by a side too
     assert aug.portrait_box(np.zeros((50, 50), np.float32), np.random.default_rng(0)) is None
+
+
+def test_close_up_frames_end_at_the_chin_or_neck_and_fill_the_frame_with_the_head():
+    alpha = np.zeros((400, 300), np.float32)
+    alpha[50:390, 110:190] = 1  # a standing person, head at row 50, 340 px tall
+    bottoms, fills = [], []
+    for seed in range(40):
+        top, left, h, w = aug.portrait_box(alpha, np.random.default_rng(seed), close_up=1.0)
+        assert alpha[top:top + h, left:left + w][-1].max() == 1  # cut by the bottom edge
+        bottoms.append((top + h - 50) / 340)
+        fills.append((top + h - max(top, 50)) / h)
+    assert 0.1 <= min(bottoms) and max(bottoms) <= 0.221  # chin to neck, never the chest
+    assert max(fills) == 1.0 and sum(f == 1.0 for f in fills) >= 10  # the head often cut
 
 
 def test_augmented_refine_samples_degrade_the_image_and_keep_the_clean_composite(fake_data):

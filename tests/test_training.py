@@ -221,7 +221,7 @@ def test_end_to_end_stage_runs_each_net_at_its_inference_scale_and_trains_both(
     prediction_loss(alpha, batch).backward()  # L_p alone reaches the T-Net through the fusion
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.tnet.parameters())
     cfg = _cfg(fake_data, tmp_path, tiny_weights, stage="end2end", steps=2, augment=True,
-               portrait=0.5)
+               portrait=0.5, close_up=0.5)
     train(cfg, progress=False)
     before, after = load_pretrained(tiny_weights), load_pretrained(cfg.out)
     for part in ("tnet", "mnet"):

@@ -262,6 +262,8 @@ def train(
                                  "samples through the camera chain (blur, noise, exposure...)."),
     portrait: float = typer.Option(0.0, min=0.0, max=1.0, help="Fraction of samples framed as "
                                    "portraits and half-bodies (cut by the frame's bottom edge)."),
+    close_up: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of the --portrait frames "
+                                   "that are close-ups (the chin or neck at the bottom edge)."),
     balance: bool = typer.Option(True, help="Draw each photo source equally often."),
     freeze: int = typer.Option(0, min=0, help="tnet, end2end: leave the first N blocks of the "
                                "T-Net's encoder untrained (4: strides 2 and 4), for speed."),
@@ -276,7 +278,8 @@ def train(
     cfg = TrainConfig(stage, data or default_data_root(), out_dir, model, init, steps, batch_size,
                       crop, lr, checkpoint_every, seed=seed, workers=workers, real=real,
                       band=_band(band), flip=flip, augment=augment, camera=camera,
-                      portrait=portrait, balance=balance, freeze=freeze)
+                      portrait=portrait, close_up=close_up, balance=balance,
+                      freeze=freeze)
     try:
         result = run(cfg, resume=resume)
     except (FileNotFoundError, ValueError) as e:

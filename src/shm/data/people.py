@@ -35,7 +35,8 @@ class SampleSpec:
     (``shm.data.augment.portrait_box``: the person cut by the frame's bottom edge and often a
     side; labels cut with the image). The T-Net modes frame with aspects 0.75-1.33 and scale the
     frame so it covers the crop; the others zoom the frame to a long side of 640-1024 px first,
-    as a phone's zoom would.
+    as a phone's zoom would. close_up: the share of those frames that are close-ups (the
+    chin or neck at the bottom edge, the head filling the frame).
     augment: for mode 'tnet', build each sample as a scene (``shm.data.augment``: more people,
     small people, occluders, rotation, head and person blur, the camera's photometric changes)
     instead of the plain scale, crop, flip and colour jitter. For mode 'refine', head blur,
@@ -51,6 +52,7 @@ class SampleSpec:
     real: float = 0.0  # probability of keeping the photo's own background instead of compositing
     view: int = 448  # 'refine': the T-Net's input long side
     portrait: float = 0.0
+    close_up: float = 0.0
     augment: aug.AugmentConfig | None = None
 
 
@@ -126,7 +128,8 @@ class PeopleMatting(torch.utils.data.Dataset):
         """fg, alpha (and bg if ``real``: it is aligned with them) cut to a portrait frame, and
         whether a frame was found (there may be no person)."""
         tnet_view = self.spec.mode == "tnet"
-        box = aug.portrait_box(alpha, rng, (0.75, 1.33) if tnet_view else (0.56, 1.78))
+        box = aug.portrait_box(alpha, rng, (0.75, 1.33) if tnet_view else (0.56, 1.78),
+                              self.spec.close_up)
         if box is None:
             return fg, alpha, bg, False
         top, left, h, w = box

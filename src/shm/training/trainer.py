@@ -69,6 +69,7 @@ class TrainConfig:
     camera: float = 0.85  # with augment: share of samples through the camera chain
     # share of samples framed as portraits and half-bodies (SampleSpec.portrait), every stage
     portrait: float = 0.0
+    close_up: float = 0.0  # share of the portrait frames that are close-ups (SampleSpec.close_up)
     balance: bool = True  # draw each source ('ccp' street photos, the others) equally often
     clip: float = 5.0  # gradient-norm clipping
     # 'tnet' and 'end2end': leading blocks of the T-Net's encoder left untrained (their backward
@@ -81,10 +82,12 @@ class TrainConfig:
         if self.augment and self.stage == "tnet":
             side = (round(tnet_long_side * 0.85), round(tnet_long_side * 1.15))
             return SampleSpec("tnet", self.crop, long_side=side, real=self.real,
-                              trimap_width=self.band, portrait=self.portrait, augment=augment)
+                              trimap_width=self.band, portrait=self.portrait,
+                              close_up=self.close_up, augment=augment)
         mode = "refine" if self.stage == "end2end" else self.stage
         return SampleSpec(mode, self.crop, real=self.real, trimap_width=self.band,
-                          view=tnet_long_side, portrait=self.portrait, augment=augment)
+                          view=tnet_long_side, portrait=self.portrait, close_up=self.close_up,
+                          augment=augment)
 
 
 def stage_loss(net: torch.nn.Module, stage: str, batch: dict[str, torch.Tensor],
