@@ -196,6 +196,9 @@ def test_close_up_frames_end_at_the_chin_or_neck_and_fill_the_frame_with_the_hea
         fills.append((top + h - max(top, 50)) / h)
     assert 0.1 <= min(bottoms) and max(bottoms) <= 0.221  # chin to neck, never the chest
     assert max(fills) == 1.0 and sum(f == 1.0 for f in fills) >= 10  # the head often cut
+    alpha[50:390, 40:260] = 1  # a portrait photo's person, wider than a standing figure
+    top, _, h, _ = aug.portrait_box(alpha, np.random.default_rng(0), close_up=1.0)
+    assert top + h - 50 >= 0.22 * 340  # its own frame is the close-up: no closer cut
 
 
 def test_augmented_refine_samples_degrade_the_image_and_keep_the_clean_composite(fake_data):

@@ -209,6 +209,9 @@ def rotate(image: np.ndarray, alpha: np.ndarray, angle: float) -> tuple[np.ndarr
     return warp(image), np.clip(warp(alpha), 0, 1)
 
 
+STANDING = 2.2  # portrait_box: height over width of a standing figure
+
+
 def portrait_box(alpha: np.ndarray, rng: np.random.Generator,
                  aspect: tuple[float, float] = (0.56, 1.78), close_up: float = 0.0
                  ) -> tuple[int, int, int, int] | None:
@@ -216,16 +219,19 @@ def portrait_box(alpha: np.ndarray, rng: np.random.Generator,
     portraits and half-bodies do: head and shoulders, chest-up or waist-up (the bottom edge
     22-65% of the person's height below the head), the visible person filling 60-120% of the
     frame's height (over 100%: the top of the head cut), often cut by a side too. With
-    probability ``close_up`` a close-up instead, as selfies are: the bottom edge at the chin
-    or neck (10-22% of the height below the head), filling 90-160% of the frame. Width over
-    height is drawn log-uniformly from ``aspect``; the frame is clamped inside the image, so
-    it can only end where the photo does. None if there is no person (alpha > 0.5)."""
+    probability ``close_up``, for a standing figure (at least STANDING times as tall as wide,
+    so its height measures its head), a close-up instead, as selfies are: the bottom edge at
+    the chin or neck (10-22% of the height below the head), filling 90-160% of the frame (a
+    portrait photo's own frames are close-ups already). Width over height is drawn
+    log-uniformly from ``aspect``; the frame is clamped inside the image, so it can only end
+    where the photo does. None if there is no person (alpha > 0.5)."""
     person = largest_person(alpha)
     if person is None:
         return None
-    mask, (y0, _, ph, _) = person
+    mask, (y0, _, ph, pw) = person
     h, w = alpha.shape
-    close = close_up > 0 and rng.random() < close_up  # no draw at 0: older recipes replay
+    # no draw at close_up 0, so older recipes replay
+    close = close_up > 0 and ph >= STANDING * pw and rng.random() < close_up
     depth, fill = ((0.10, 0.22), (0.9, 1.6)) if close else ((0.22, 0.65), (0.6, 1.2))
     bottom = min(h, round(y0 + rng.uniform(*depth) * ph))
     span = bottom - y0
