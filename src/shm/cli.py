@@ -288,6 +288,23 @@ def train(
         out.print_json(data=result)
 
 
+@app.command()
+def average(
+    sources: list[Path] = typer.Argument(..., help="Weight folders fine-tuned from one start."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder to write the averaged model."),
+) -> None:
+    """Average the weights of several models of one architecture (a model soup)."""
+    from shm.pretrained import save_pretrained
+    from shm.training.soup import average_models
+
+    try:
+        soup = average_models(sources)
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    save_pretrained(soup, out_dir)
+    err.print(f"Wrote the mean of {len(sources)} models to {out_dir}.", highlight=False)
+
+
 def _band(text: str) -> tuple[float, float]:
     """'LOW,HIGH' as two fractions 0 < LOW <= HIGH < 0.5, or exit with one sentence."""
     try:
