@@ -247,6 +247,8 @@ def train(
     crop: int = typer.Option(288, help="Crop size in pixels (a multiple of 32)."),
     lr: float = typer.Option(5e-4, help="Peak learning rate (cosine decay)."),
     checkpoint_every: int = typer.Option(50, help="Steps between checkpoints."),
+    snapshot_every: int = typer.Option(0, min=0, help="Also keep the weights every N steps in "
+                                       "OUT/snapshots/step-N (for shm average); 0: never."),
     resume: bool = typer.Option(False, help="Continue from --out/checkpoint.pt."),
     seed: int = typer.Option(0, help="Seed of data order and augmentation."),
     workers: int = typer.Option(1, help="Data-loading processes."),
@@ -276,9 +278,9 @@ def train(
     if crop % 32:
         fail(f"--crop {crop} is not a multiple of 32; use e.g. {crop // 32 * 32 or 32}.", 2)
     cfg = TrainConfig(stage, data or default_data_root(), out_dir, model, init, steps, batch_size,
-                      crop, lr, checkpoint_every, seed=seed, workers=workers, real=real,
-                      band=_band(band), flip=flip, augment=augment, camera=camera,
-                      portrait=portrait, close_up=close_up, balance=balance,
+                      crop, lr, checkpoint_every, snapshot_every=snapshot_every, seed=seed,
+                      workers=workers, real=real, band=_band(band), flip=flip, augment=augment,
+                      camera=camera, portrait=portrait, close_up=close_up, balance=balance,
                       freeze=freeze)
     try:
         result = run(cfg, resume=resume)

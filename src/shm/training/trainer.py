@@ -33,6 +33,7 @@ from shm.training.losses import prediction_loss, total_loss, trimap_loss
 
 STAGES = ("tnet", "mnet", "end2end", "refine")
 CHECKPOINT = "checkpoint.pt"
+SNAPSHOTS = "snapshots"
 
 
 @dataclass
@@ -54,6 +55,9 @@ class TrainConfig:
     crop: int = 288
     lr: float = 5e-4
     checkpoint_every: int = 50
+    # also keep the weights every N steps as out/snapshots/step-NNNNN (0: never), for
+    # ``shm average`` (model soups, model card)
+    snapshot_every: int = 0
     val_images: int = 16
     seed: int = 0
     workers: int = 1
@@ -274,6 +278,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                 if rank == 0 and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
                     _save_checkpoint(ckpt_path, model, opt, sched, step)
                     _log(cfg.out, {"step": step, "loss": loss.item()})
+                if rank == 0 and cfg.snapshot_every and step % cfg.snapshot_every == 0:
+                    save_pretrained(model, cfg.out / SNAPSHOTS / f"step-{step:05d}")
                 if on_step:
                     on_step(step, loss.item())
             if rank == 0 and (step % per_epoch == 0 or step == cfg.steps):
