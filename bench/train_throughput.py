@@ -2,13 +2,18 @@
 sample preparation, measured interleaved in one run (baseline: fp32, contiguous tensors).
 
 Settings: fp32; channels_last; bf16 autocast; torch.compile; freeze4 (the T-Net's first four
-encoder blocks frozen, ``shm train --freeze 4``; T-Net only). Stages: 'tnet' (the T-Net on
-384-px crops, the --augment run's shape) and 'mnet' (the M-Net on 288-px crops with trimap
-probabilities). Data: samples/s of PeopleMatting with and without scene augmentation.
-Writes bench/results/train_throughput.json and .md.
+encoder blocks frozen, ``shm train --freeze 4``; 'tnet' and 'end2end'); for 'end2end' also
+view320 (the T-Net's view at long side 320 instead of 448: the low side of FixRes) and
+crop448 (fewer, larger M-Net crops: 448 px at half the batch), and their joins with '+'
+(freeze4+view320). Stages: 'tnet' (the T-Net on
+384-px crops, the --augment run's shape), 'mnet' (the M-Net on 288-px crops with trimap
+probabilities) and 'end2end' (``shm.training.trainer.stage_loss``: the T-Net on each 448-px
+view, the M-Net on 320-px crops, the loss into both). The table gives samples/s and the
+M-Net's crop pixels/s. Data: samples/s of PeopleMatting with and without scene augmentation.
+Writes bench/results/NAME.json and .md.
 
 Usage: python bench/train_throughput.py [--rounds 2] [--steps 3] [--batch 8] [--compile]
-    [--settings fp32,freeze4] [--stages tnet]
+    [--settings fp32,freeze4] [--stages tnet,end2end] [--name train_throughput]
 """
 
 from __future__ import annotations
@@ -27,12 +32,65 @@ from shm.data.people import PeopleMatting, SampleSpec
 from shm.models.fusion import fuse
 from shm.paths import default_data_root
 from shm.training.losses import trimap_loss
+from shm.training.trainer import stage_loss, train_mode, trained_part
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+END2END_SETTINGS = ("fp32", "freeze4", "view320", "crop448")
+
+
+def applies(stage: str, setting: str) -> bool:
+    """Whether ``setting`` is measured for ``stage``."""
+    if stage == "end2end":
+        return all(part in END2END_SETTINGS for part in setting.split("+"))
+    return setting not in END2END_SETTINGS[2:] and (setting != "freeze4" or stage == "tnet")
+
+
+def crop_side(stage: str, setting: str) -> int:
+    """The side of the crops the stage's trained net sees under ``setting`` (pixels)."""
+    if stage == "end2end":
+        return 448 if "crop448" in setting.split("+") else 320
+    return 384 if stage == "tnet" else 288
+
+
+def batch_size(batch: int, setting: str) -> int:
+    return max(1, batch // 2) if "crop448" in setting.split("+") else batch
+
+
+def end2end_step_fn(batch: int, setting: str):
+    """One optimiser step of the 'end2end' stage on random views, crops and labels; ``setting``
+    may join several with '+' (freeze4+view320)."""
+    torch.manual_seed(0)
+    parts = setting.split("+")
+    model = build_model("mobile")
+    if "freeze4" in parts:
+        model.tnet.encoder.freeze(4)
+    view, crop, b = (320 if "view320" in parts else 448), crop_side("end2end", setting), \
+        batch_size(batch, setting)
+    side = round(view * 1.5)  # the whole image, the crop inside it
+    data = {"view": torch.rand(b, 3, view, view),
+            "geometry": torch.tensor([[view, view, side, side, 32, 32]] * b),
+            "view_trimap": torch.randint(0, 3, (b, view, view)),
+            **{k: torch.rand(b, 3, crop, crop) for k in ("image", "fg", "bg")},
+            "alpha": torch.rand(b, 1, crop, crop)}
+    net = trained_part(model, "end2end")
+    train_mode(model, "end2end")
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], 1e-4)
+
+    def step() -> None:
+        loss, _ = stage_loss(net, "end2end", data)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
 def step_fn(stage: str, batch: int, setting: str):
     """A callable running one optimiser step of ``stage`` under ``setting``."""
+    if stage == "end2end":
+        return end2end_step_fn(batch, setting)
     torch.manual_seed(0)
     model = build_model("mobile")
     net = model.tnet if stage == "tnet" else model.mnet
@@ -79,15 +137,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
-    parser.add_argument("--settings", default="fp32,channels_last,bf16,freeze4",
+    parser.add_argument("--settings", default="fp32,channels_last,bf16,freeze4,view320,crop448",
                         help="comma-separated; fp32 is always measured (the baseline)")
-    parser.add_argument("--stages", default="tnet,mnet")
+    parser.add_argument("--stages", default="tnet,mnet,end2end")
     parser.add_argument("--name", default="train_throughput", help="results file name")
     args = parser.parse_args()
     settings = ["fp32"] + [k for k in args.settings.split(",") if k != "fp32"]
     settings += ["compile"] if args.compile else []
     steps = {(s, k): step_fn(s, args.batch, k) for s in args.stages.split(",") for k in settings
-             if not (k == "freeze4" and s != "tnet")}
+             if applies(s, k)}
     for fn in steps.values():
         fn()  # warm-up (and compilation)
     times: dict = {key: [] for key in steps}
@@ -97,15 +155,20 @@ def main() -> None:
             for _ in range(args.steps):
                 fn()
             times[key].append((time.perf_counter() - start) / args.steps)
-    rates = {f"{s}/{k}": args.batch / float(np.median(t)) for (s, k), t in times.items()}
+    rates = {f"{s}/{k}": batch_size(args.batch, k) / float(np.median(t))
+             for (s, k), t in times.items()}
     data = {"plain": data_rate(False, 24), "augmented": data_rate(True, 24)}
     result = {"batch": args.batch, "samples_per_s": rates, "data_samples_per_s": data,
               "threads": torch.get_num_threads()}
     (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
-    lines = ["| stage | setting | samples/s | vs fp32 |", "|---|---|---|---|"]
+    lines = ["| stage | setting | samples/s | vs fp32 | crop Mpx/s | vs fp32 |",
+             "|---|---|---|---|---|---|"]
     for key, rate in rates.items():
         stage, setting = key.split("/")
-        lines.append(f"| {stage} | {setting} | {rate:.2f} | {rate / rates[stage + '/fp32']:.2f}x |")
+        mpx = rate * crop_side(stage, setting) ** 2 / 1e6
+        base = rates[stage + "/fp32"] * crop_side(stage, "fp32") ** 2 / 1e6
+        lines.append(f"| {stage} | {setting} | {rate:.2f} | {rate / rates[stage + '/fp32']:.2f}x "
+                     f"| {mpx:.3f} | {mpx / base:.2f}x |")
     lines += ["", f"Sample preparation, one process: plain {data['plain']:.1f} samples/s, "
               f"scene-augmented {data['augmented']:.1f} samples/s."]
     (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")

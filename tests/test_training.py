@@ -368,6 +368,34 @@ def test_freeze_is_refused_in_stages_that_leave_the_t_net_alone(fake_data, tmp_p
         train(cfg, progress=False)
 
 
+def test_view_sets_the_t_nets_training_side_and_validation_keeps_the_models(
+        fake_data, tmp_path, tiny_weights, monkeypatch):
+    """--view 96 (FixRes): the end2end stage's training views have long side 96, its
+    validation views the model's inference side."""
+    import shm.training.trainer as trainer
+
+    real_loss, sides = trainer.stage_loss, []
+
+    def spy(net, stage, batch, *args, **kwargs):
+        sides.append((torch.is_grad_enabled(), batch["view"].shape[-1]))
+        return real_loss(net, stage, batch, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "stage_loss", spy)
+    cfg = _cfg(fake_data, tmp_path, tiny_weights, steps=2, view=96)
+    train(cfg, progress=False)
+    side = load_pretrained(tiny_weights).tnet_long_side
+    assert side == 64
+    assert {s for grad, s in sides if grad} == {96}
+    assert {s for grad, s in sides if not grad} == {64}
+
+
+def test_view_is_refused_in_stages_that_crop_the_t_nets_input(fake_data, tmp_path,
+                                                              tiny_weights):
+    cfg = _cfg(fake_data, tmp_path, tiny_weights, stage="tnet", view=320)
+    with pytest.raises(ValueError, match="refine and end2end"):
+        train(cfg, progress=False)
+
+
 def test_a_non_finite_loss_skips_its_step_and_leaves_the_weights_finite(fake_data, tmp_path,
                                                                          tiny_weights, monkeypatch):
     import shm.training.trainer as trainer

@@ -269,6 +269,9 @@ def train(
     balance: bool = typer.Option(True, help="Draw each photo source equally often."),
     freeze: int = typer.Option(0, min=0, help="tnet, end2end: leave the first N blocks of the "
                                "T-Net's encoder untrained (4: strides 2 and 4), for speed."),
+    view: int = typer.Option(0, min=0, help="refine, end2end: the T-Net's input long side in "
+                             "training (0: the model's). Lower for speed, then the model's for "
+                             "the last steps (FixRes)."),
 ) -> None:
     """Train one stage (torchrun --nproc-per-node N shm train ... for DDP)."""
     from shm.paths import default_data_root
@@ -281,7 +284,7 @@ def train(
                       crop, lr, checkpoint_every, snapshot_every=snapshot_every, seed=seed,
                       workers=workers, real=real, band=_band(band), flip=flip, augment=augment,
                       camera=camera, portrait=portrait, close_up=close_up, balance=balance,
-                      freeze=freeze)
+                      freeze=freeze, view=view)
     try:
         result = run(cfg, resume=resume)
     except (FileNotFoundError, ValueError) as e:

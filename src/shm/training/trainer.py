@@ -79,6 +79,10 @@ class TrainConfig:
     # 'tnet' and 'end2end': leading blocks of the T-Net's encoder left untrained (their backward
     # pass skipped; ``MobileNetV2Encoder.freeze``), a throughput lever
     freeze: int = 0
+    # 'refine' and 'end2end': the T-Net's input long side in training samples (0: the model's
+    # inference side). Lower for most steps, then the model's for the last (FixRes, Touvron et
+    # al., NeurIPS 2019), a throughput lever; validation always uses the model's side.
+    view: int = 0
 
     def spec(self, tnet_long_side: int) -> SampleSpec:
         """How samples are cut; tnet_long_side: the model's, for the 'refine' stage's view."""
@@ -206,6 +210,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         raise ValueError("--augment is for the tnet, refine and end2end stages.")
     if cfg.freeze and cfg.stage not in ("tnet", "end2end"):
         raise ValueError("--freeze is for the stages that train the T-Net: tnet and end2end.")
+    if cfg.view and cfg.stage not in ("refine", "end2end"):
+        raise ValueError("--view is for the stages that run the T-Net on whole photos: refine "
+                         "and end2end.")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -241,7 +248,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step = state["step"]
-    data = PeopleMatting(cfg.data, "train", cfg.spec(model.tnet_long_side), seed=cfg.seed)
+    data = PeopleMatting(cfg.data, "train", cfg.spec(cfg.view or model.tnet_long_side),
+                         seed=cfg.seed)
     per_epoch = len(data) // (cfg.batch_size * world)
     if per_epoch == 0:
         raise ValueError(f"Batch size {cfg.batch_size} exceeds the {len(data)} training images.")
