@@ -13,7 +13,7 @@ from PIL import Image
 
 from shm import trimap as tri
 from shm.data.composite import cached_foreground, photo_background
-from shm.data.people import PeopleMatting, SampleSpec
+from shm.data.people import HELD_OUT_BACKGROUNDS, PeopleMatting, SampleSpec
 from shm.models.fusion import fuse
 from shm.pretrained import load_pretrained
 from shm.training.losses import prediction_loss
@@ -32,6 +32,25 @@ def _cfg(fake_data, tmp_path, tiny_weights, stage="end2end", steps=3, **kw):
     return TrainConfig(stage, fake_data, tmp_path / f"run-{stage}", init=tiny_weights, steps=steps,
                        batch_size=2, crop=64, lr=1e-2, checkpoint_every=1, val_images=2,
                        workers=0, **kw)
+
+
+def test_the_robustness_benchs_backgrounds_are_never_trained_on(fake_data):
+    """Backgrounds named in HELD_OUT_BACKGROUNDS (here solid grey) are left out: no sample's
+    background is solid (spatial spread of every channel); with only those, the dataset
+    refuses to start."""
+    for name in HELD_OUT_BACKGROUNDS:
+        Image.fromarray(np.full((120, 140, 3), 128, np.uint8)).save(fake_data / "backgrounds" / name)
+    data = PeopleMatting(fake_data, "train", SampleSpec("mnet", 64))
+    assert not {p.name for p in data.backgrounds} & HELD_OUT_BACKGROUNDS
+    spreads = []
+    for epoch in range(6):
+        data.set_epoch(epoch)
+        spreads += [float(data[i]["bg"].std(dim=(1, 2)).min()) for i in range(len(data))]
+    assert min(spreads) > 0.02
+    for bg in (fake_data / "backgrounds").glob("bg*.jpg"):
+        bg.unlink()
+    with pytest.raises(FileNotFoundError, match="No background photos"):
+        PeopleMatting(fake_data, "train", SampleSpec("mnet", 64))
 
 
 @pytest.mark.parametrize("mode", ["tnet", "mnet", "refine"])

@@ -18,6 +18,11 @@ from shm.models.shm import reduced_size
 from shm.paths import default_cache_dir
 
 MODES = ("tnet", "mnet", "refine")
+# backgrounds of the robustness bench's composite rows (bg_flowers, bg_aurora, bg_gravel in
+# ../shared/bench/robustness.py): never trained on, so those rows test unseen backgrounds
+HELD_OUT_BACKGROUNDS = frozenset({"Depth_Anything_assets_examples_demo10.jpg",
+                                  "maxsegweb_aurora_borealis.jpg",
+                                  "scikit_image_src_skimage2_data_gravel.jpg"})
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,8 @@ class SampleSpec:
 
 
 class PeopleMatting(torch.utils.data.Dataset):
-    """Composited training samples from ``root/people`` and ``root/backgrounds``.
+    """Composited training samples from ``root/people`` and ``root/backgrounds`` (less
+    ``HELD_OUT_BACKGROUNDS``).
 
     Each item is a dict of tensors: ``image``, ``fg``, ``bg`` (3, C, C) in [0, 1],
     ``alpha`` (1, C, C) in [0, 1], ``trimap`` (C, C) int64 class indices (shm.trimap order).
@@ -86,9 +92,11 @@ class PeopleMatting(torch.utils.data.Dataset):
         self.names = listing.read_text().split()
         self.images = people / "images"
         self.alphas = people / "alphas"
-        self.backgrounds = sorted((root / "backgrounds").glob("*.jpg"))
+        self.backgrounds = [p for p in sorted((root / "backgrounds").glob("*.jpg"))
+                            if p.name not in HELD_OUT_BACKGROUNDS]
         if not self.backgrounds:
-            raise FileNotFoundError(f"No background photos in {root / 'backgrounds'}.")
+            raise FileNotFoundError(f"No background photos in {root / 'backgrounds'} (the "
+                                    "robustness bench's are held out); add some .jpg scenes.")
         self.spec, self.seed, self.epoch = spec, seed, 0
         self.cache_dir = Path(cache_dir or default_cache_dir() / "foreground")
         self._photometric = aug.photometric() if spec.augment else None
