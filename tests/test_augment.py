@@ -165,6 +165,29 @@ def test_every_sample_mode_shows_its_own_alpha(fake_data, mode, portrait, close_
     assert shown >= 1.3 * len(data)  # most crops show the person: the check is not empty
 
 
+def test_refine_samples_show_small_people_in_wide_scenes_with_their_own_alpha(fake_data):
+    """Augmented 'refine' composites with small people on (no camera effects): the person
+    fills at most half the T-Net view's height, and the view and the crop are their labels
+    (up to the colour jitter's gain on the white people, measured on the solid pixels)."""
+    _white_people_on_black(fake_data)
+    cfg = aug.AugmentConfig(photometric=0, person_blur=0, head=0, small=1)
+    data = PeopleMatting(fake_data, "train", SampleSpec("refine", 64, view=96, augment=cfg))
+    fills = []
+    for i in range(len(data)):
+        item = data[i]
+        image, alpha = item["image"].numpy(), item["alpha"][0].numpy()
+        assert alpha.max() > 0.99, i  # the crop is on the small person's edge
+        gain = image[:, alpha > 0.99].mean(1)
+        assert np.abs(image / gain[:, None, None] - alpha).max() < 0.2, i  # JPEG, estimated fg
+        th, tw = item["geometry"][:2].tolist()
+        view, classes = item["view"][:, :th, :tw].numpy(), item["view_trimap"][:th, :tw].numpy()
+        assert (view[:, classes == tri.FOREGROUND] > 0.6).all()
+        assert (view[:, classes == tri.BACKGROUND] < 0.1).all()
+        rows = np.flatnonzero((classes != tri.BACKGROUND).any(1))
+        fills.append((rows[-1] - rows[0] + 1) / th)
+    assert max(fills) <= 0.55 and min(fills) >= 0.1
+
+
 def test_portrait_frames_cut_the_person_at_the_bottom_and_keep_the_head():
     alpha = np.zeros((400, 300), np.float32)
     alpha[50:390, 110:190] = 1  # a standing person, head at row 50

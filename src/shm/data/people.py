@@ -44,9 +44,10 @@ class SampleSpec:
     chin or neck at the bottom edge, the head filling the frame).
     augment: for mode 'tnet', build each sample as a scene (``shm.data.augment``: more people,
     small people, occluders, rotation, head and person blur, the camera's photometric changes)
-    instead of the plain scale, crop, flip and colour jitter. For mode 'refine', head blur,
-    person blur and the camera chain on the whole composite (what both nets see); the clean
-    composite stays the target of the composition loss.
+    instead of the plain scale, crop, flip and colour jitter. For mode 'refine', small people
+    (a composite's person shrunk into its scene), head blur, person blur and the camera chain
+    on the whole composite (what both nets see); the clean composite stays the target of the
+    composition loss.
     """
 
     mode: str
@@ -245,7 +246,7 @@ class PeopleMatting(torch.utils.data.Dataset):
         framed: a portrait frame (the T-Net modes scale it to cover the crop)."""
         spec = self.spec
         if spec.mode == "refine":
-            return self._refine_sample(fg, alpha, bg, rng, real)
+            return self._refine_sample(fg, alpha, bg, rng, real, framed)
         h, w = alpha.shape
         if spec.mode == "mnet":
             scale = rng.uniform(*spec.scale)
@@ -270,14 +271,20 @@ class PeopleMatting(torch.utils.data.Dataset):
         return self._item(fg, alpha, bg, rng, min(size))
 
     def _refine_sample(self, fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray,
-                       rng: np.random.Generator, real: bool) -> dict[str, torch.Tensor]:
+                       rng: np.random.Generator, real: bool, framed: bool = False
+                       ) -> dict[str, torch.Tensor]:
         """Scale, flip and jitter the whole image (and with ``spec.augment`` degrade it as a
-        camera would), keep its T-Net view and trimap, then crop on the band."""
+        camera would, and with its ``small`` odds shrink a composite's person, not a portrait
+        frame, to 20-50% of the image's size somewhere in it, so the T-Net sees small people
+        in wide scenes), keep its T-Net view and trimap, then crop on the band."""
         spec = self.spec
         h, w = alpha.shape
         scale = rng.uniform(*spec.scale)
         size = (max(8, round(h * scale)), max(8, round(w * scale)))
         fg, alpha = resize(fg, size), np.clip(resize(alpha, size), 0, 1)
+        if (spec.augment is not None and not real and not framed
+                and rng.random() < spec.augment.small):
+            fg, alpha = _shrink_into(fg, alpha, rng.uniform(0.2, 0.5), rng)
         bg = resize(bg, size) if real else random_background(bg, size, rng)
         if rng.random() < 0.5:
             fg, alpha, bg = fg[:, ::-1], alpha[:, ::-1], bg[:, ::-1]
@@ -313,6 +320,19 @@ class PeopleMatting(torch.utils.data.Dataset):
         return {"image": _chw(image), "fg": _chw(fg), "bg": _chw(bg),
                 "alpha": torch.from_numpy(np.ascontiguousarray(alpha))[None],
                 "trimap": torch.from_numpy(classes)}
+
+
+def _shrink_into(fg: np.ndarray, alpha: np.ndarray, factor: float, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """fg (H, W, 3) and alpha (H, W) scaled by ``factor`` and placed at a random spot of an
+    empty (alpha 0) canvas of their own size."""
+    h, w = alpha.shape
+    size = (max(8, round(h * factor)), max(8, round(w * factor)))
+    top, left = int(rng.integers(0, h - size[0] + 1)), int(rng.integers(0, w - size[1] + 1))
+    canvas_fg, canvas_alpha = np.zeros_like(fg), np.zeros_like(alpha)
+    canvas_fg[top:top + size[0], left:left + size[1]] = resize(fg, size)
+    canvas_alpha[top:top + size[0], left:left + size[1]] = np.clip(resize(alpha, size), 0, 1)
+    return canvas_fg, canvas_alpha
 
 
 def source_of(name: str) -> str:

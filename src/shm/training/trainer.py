@@ -68,7 +68,7 @@ class TrainConfig:
     flip: bool = True  # 'refine': T-Net trimaps averaged with the mirror image's, as at inference
     # 'tnet': scenes with more people, occluders, blur, camera effects (shm.data.augment), the
     # person at long side ``tnet_long_side`` +-15% (the inference scale) or small; 'refine' and
-    # 'end2end': head and person blur and camera effects on the whole photo
+    # 'end2end': small people, head and person blur and camera effects on the whole photo
     augment: bool = False
     camera: float = 0.85  # with augment: share of samples through the camera chain
     # share of samples framed as portraits and half-bodies (SampleSpec.portrait), every stage
