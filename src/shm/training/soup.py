@@ -1,7 +1,7 @@
 """Weight averaging, a "model soup" (Wortsman et al., ICML 2022): the mean of the weights of
 models fine-tuned from one start. Runs from one start stay in one basin, so their mean is a
 model too; on val it was steadier on hard photos than the checkpoints it averaged
-(issue 18's notes, not yet in the model card)."""
+(the model card's "Model soups")."""
 
 from __future__ import annotations
 
