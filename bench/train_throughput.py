@@ -40,33 +40,52 @@ RESULTS = Path(__file__).resolve().parent / "results"
 END2END_SETTINGS = ("fp32", "freeze4", "view320", "crop448")
 
 
+def parts(setting: str) -> set[str]:
+    """The settings joined in ``setting`` ('freeze4+view320' -> {'freeze4', 'view320'})."""
+    return set(setting.split("+"))
+
+
 def applies(stage: str, setting: str) -> bool:
     """Whether ``setting`` is measured for ``stage``."""
     if stage == "end2end":
-        return all(part in END2END_SETTINGS for part in setting.split("+"))
-    return setting not in END2END_SETTINGS[2:] and (setting != "freeze4" or stage == "tnet")
+        return parts(setting) <= set(END2END_SETTINGS)
+    return setting in ("fp32", "channels_last", "bf16", "compile") or (
+        setting == "freeze4" and stage == "tnet")
 
 
 def crop_side(stage: str, setting: str) -> int:
     """The side of the crops the stage's trained net sees under ``setting`` (pixels)."""
     if stage == "end2end":
-        return 448 if "crop448" in setting.split("+") else 320
+        return 448 if "crop448" in parts(setting) else 320
     return 384 if stage == "tnet" else 288
 
 
 def batch_size(batch: int, setting: str) -> int:
-    return max(1, batch // 2) if "crop448" in setting.split("+") else batch
+    return max(1, batch // 2) if "crop448" in parts(setting) else batch
+
+
+def optimiser_step(net: torch.nn.Module, loss_fn):
+    """A callable running one AdamW step of ``net``'s trainable parameters on ``loss_fn()``."""
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], 1e-4)
+
+    def step() -> None:
+        loss = loss_fn()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
 
 
 def end2end_step_fn(batch: int, setting: str):
     """One optimiser step of the 'end2end' stage on random views, crops and labels; ``setting``
     may join several with '+' (freeze4+view320)."""
     torch.manual_seed(0)
-    parts = setting.split("+")
+    joined = parts(setting)
     model = build_model("mobile")
-    if "freeze4" in parts:
+    if "freeze4" in joined:
         model.tnet.encoder.freeze(4)
-    view, crop, b = (320 if "view320" in parts else 448), crop_side("end2end", setting), \
+    view, crop, b = (320 if "view320" in joined else 448), crop_side("end2end", setting), \
         batch_size(batch, setting)
     side = round(view * 1.5)  # the whole image, the crop inside it
     data = {"view": torch.rand(b, 3, view, view),
@@ -76,15 +95,7 @@ def end2end_step_fn(batch: int, setting: str):
             "alpha": torch.rand(b, 1, crop, crop)}
     net = trained_part(model, "end2end")
     train_mode(model, "end2end")
-    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], 1e-4)
-
-    def step() -> None:
-        loss, _ = stage_loss(net, "end2end", data)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    return step
+    return optimiser_step(net, lambda: stage_loss(net, "end2end", data)[0])
 
 
 def step_fn(stage: str, batch: int, setting: str):
@@ -104,19 +115,14 @@ def step_fn(stage: str, batch: int, setting: str):
         net = net.to(memory_format=torch.channels_last)
         x, probs = (t.contiguous(memory_format=torch.channels_last) for t in (x, probs))
     run = torch.compile(net) if setting == "compile" else net
-    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], 1e-4)
 
-    def step() -> None:
+    def loss() -> torch.Tensor:
         with torch.autocast("cpu", torch.bfloat16, enabled=setting == "bf16"):
             if stage == "tnet":
-                loss = trimap_loss(run(x).float(), target)
-            else:
-                loss = (fuse(probs, run(x, probs).float()) - 0.5).abs().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+                return trimap_loss(run(x).float(), target)
+            return (fuse(probs, run(x, probs).float()) - 0.5).abs().mean()
 
-    return step
+    return optimiser_step(net, loss)
 
 
 def data_rate(augment: bool, n: int) -> float:
