@@ -181,14 +181,18 @@ def _group(pgid: int) -> list[int]:
     return pids
 
 
+N_KILLED = 400
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_kill_minus_nine_leaves_no_worker_then_resume(tmp_path, tiny_weights):
     rng = np.random.default_rng(1)
     src = tmp_path / "many"
     src.mkdir()
-    for i in range(40):
-        Image.fromarray(rng.integers(0, 255, (96, 96, 3), np.uint8)).save(src / f"{i:02d}.png")
+    # enough photos that the run outlasts several polls: 40 finished between two polls in CI
+    for i in range(N_KILLED):
+        Image.fromarray(rng.integers(0, 255, (96, 96, 3), np.uint8)).save(src / f"{i:03d}.png")
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "shm.cli", "batch", str(src), str(out), "--format", "alpha",
            "--weights", str(tiny_weights), "--workers", "2"]
@@ -197,7 +201,7 @@ def test_kill_minus_nine_leaves_no_worker_then_resume(tmp_path, tiny_weights):
     done_before: dict[str, float] = {}
     deadline = time.time() + 120
     while time.time() < deadline and len(done_before) < 5:
-        time.sleep(0.2)
+        time.sleep(0.02)
         if (out / MANIFEST).exists():
             try:
                 with sqlite3.connect(out / MANIFEST) as db:
@@ -217,14 +221,14 @@ def test_kill_minus_nine_leaves_no_worker_then_resume(tmp_path, tiny_weights):
     finally:
         for pid in _group(proc.pid):
             os.kill(pid, signal.SIGKILL)
-    assert 5 <= len(done_before) < 40, "the run was not killed partway through"
+    assert 5 <= len(done_before) < N_KILLED, "the run was not killed partway through"
     summary = run_batch(src, out, "alpha", weights=tiny_weights)
-    assert summary.done + summary.skipped == 40 and summary.failed == 0
+    assert summary.done + summary.skipped == N_KILLED and summary.failed == 0
     assert summary.skipped >= len(done_before)
     assert all((out / r).stat().st_mtime_ns == t for r, t in done_before.items())
     assert not list(out.rglob("*.tmp"))
-    for i in range(40):
-        assert Image.open(out / f"{i:02d}.png").size == (96, 96)
+    for i in range(N_KILLED):
+        assert Image.open(out / f"{i:03d}.png").size == (96, 96)
 
 
 @pytest.mark.slow
