@@ -27,6 +27,7 @@ from skimage import data as skdata
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import MediaPipeSelfie
 
+from shm import metrics
 from shm.inference.predictor import load_model
 from shm.paths import default_data_root
 
@@ -53,12 +54,6 @@ def composite(image: np.ndarray, alpha: np.ndarray, bg: np.ndarray) -> np.ndarra
     return (out + 0.5).clip(0, 255).astype(np.uint8)
 
 
-def sad(pred: np.ndarray, alpha: np.ndarray) -> float:
-    """Whole-image SAD /1000 of a float prediction in [0, 1] against a uint8 alpha."""
-    p = (np.clip(pred, 0, 1) * 255 + 0.5).astype(np.int32)
-    return float(np.abs(p - alpha.astype(np.int32)).sum() / 255 / 1000)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -78,16 +73,17 @@ def main() -> None:
     if args.baseline:
         methods["baseline"] = load_model(args.baseline).predict
     mediapipe = MediaPipeSelfie()
+    backgrounds = {b: background(b) for b in BACKGROUNDS}
     sads: dict[str, dict[str, list[float]]] = {b: {m: [] for m in [*methods, "mediapipe"]}
                                                for b in BACKGROUNDS}
     for i, name in enumerate(names):
         image = np.asarray(Image.open(paths[name]).convert("RGB")).astype(np.float32)
         alpha = np.asarray(Image.open(people / "alphas" / f"{name}.png").convert("L"))
-        for b in BACKGROUNDS:
-            x = composite(image, alpha, background(b))
+        for b, bg in backgrounds.items():
+            x = composite(image, alpha, bg)
             for m, predict in methods.items():
-                sads[b][m].append(sad(predict(x).alpha, alpha))
-            sads[b]["mediapipe"].append(sad(mediapipe(x), alpha))
+                sads[b][m].append(metrics.sad_whole(predict(x).alpha_u8(), alpha))
+            sads[b]["mediapipe"].append(metrics.sad_whole(metrics.to_uint8(mediapipe(x)), alpha))
         print(f"{i + 1}/{len(names)} {name}", file=sys.stderr, flush=True)
 
     means = {b: {m: float(np.mean(v)) for m, v in d.items()} for b, d in sads.items()}
