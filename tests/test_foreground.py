@@ -22,7 +22,7 @@ def test_foreground_matches_the_solver_over_the_whole_photo():
     saved alpha is 2/255 or more, and what the colours add to a composite (alpha * F) within
     1/255 everywhere, though only a fifth of the pixels are relaxed at the two finest levels.
     Where alpha rounds to 1/255, F is barely tied to the photo and follows its neighbours, so
-    a few such pixels may differ by more (by 4 with soupG's alpha)."""
+    a few such pixels may differ by more."""
     image, alpha = _photo()
     near = soft_mask(alpha)
     assert 0.05 < near.mean() < 0.3
