@@ -171,13 +171,12 @@ def split_subject(image: np.ndarray, alpha: np.ndarray, points: np.ndarray, remo
     blurred by EDGE_BLUR so that folds and seams weigh less than outlines, grows them, so the
     cut follows the outline of the person in front; the grown sides then spread on through
     the faint alpha, so a piece joined to someone by it alone (a held helmet) is judged with
-    them (two copies of the astronaut, one in front: 1.6% of her left with the one behind,
-    against 3.4% with neither the blur nor the spread). A grown region of another head goes
-    only if it holds that head and is at least MIN_OTHER of the subject's size; other pieces
-    stay with the subject. Outside the group, blobs go unless they
-    are small (under MIN_OTHER of the subject) and within NEAR_PART of its height. Soft pixels
-    (alpha <= 0.5) go with the nearest matte pixel's side, and go anyway when further than
-    NEAR_SOFT of the subject's height from it (faint ghosts of a crowd behind).
+    them. A grown region of another head goes only if it holds that head and is at least
+    MIN_OTHER of the subject's size; other pieces stay with the subject. Outside the group,
+    blobs go unless they are small (under MIN_OTHER of the subject) and within NEAR_PART of
+    its height. Soft pixels (alpha <= 0.5) go with the nearest matte pixel's side, and go
+    anyway when further than NEAR_SOFT of the subject's height from it (faint ghosts of a
+    crowd behind).
     Returns the (H, W) bool mask of pixels to drop and how many connected parts it has.
     """
     h, w = alpha.shape
