@@ -4,11 +4,11 @@ The colours come from the multilevel foreground solver of pymatting (Germer et a
 ``estimate_foreground_ml``, MIT licence; its loop is followed here step for step): from a 1x1
 image up to the photo's size, each level starts from the one below, resized by nearest
 neighbour, and relaxes foreground F and background B at its pixels. Here the two finest
-levels, 94% of all the levels' pixels, relax only the pixels within NEAR of soft alpha (between
-1/255 and 254/255); elsewhere alpha is 0 or 1 and F is the photo. Where alpha does not change,
-F and B barely couple across pixels (the regulariser is 1e-5), so the result matches the
-solver run over the whole photo, and the cost follows the length of the soft edge, not the
-photo's area.
+levels, 94% of all the levels' pixels, relax only the pixels within NEAR of soft alpha (alpha
+that is saved as neither 0 nor 255); elsewhere alpha is 0 or 1 and F is the photo. Where
+alpha does not change, F and B barely couple across pixels (the regulariser is 1e-5), so the
+result matches the solver run over the whole photo, and the cost follows the length of the
+soft edge, not the photo's area.
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ GRADIENT_WEIGHT = 1.0
 
 
 def soft_mask(alpha: np.ndarray) -> np.ndarray:
-    """(H, W) bool: the pixels within NEAR of soft alpha (1/255 < alpha < 254/255) of
-    ``alpha``, (H, W) float32 in [0, 1]."""
-    soft = ((alpha > 1 / 255) & (alpha < 254 / 255)).astype(np.uint8)
+    """(H, W) bool: the pixels within NEAR of soft alpha (0.5/255 < alpha < 254.5/255: saved
+    as 8 bits, neither 0 nor 255) of ``alpha``, (H, W) float32 in [0, 1]. Every pixel whose
+    saved alpha is above 0 thus has NEAR pixels of relaxed context, which keeps its colour tied
+    to the whole-photo solver's."""
+    soft = ((alpha > 0.5 / 255) & (alpha < 254.5 / 255)).astype(np.uint8)
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * NEAR + 1,) * 2)
     return cv2.dilate(soft, kernel) > 0
 
