@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy import ndimage
 
 from shm import trimap as tri
 from shm.data import augment as aug
@@ -235,6 +236,46 @@ def test_augmented_refine_samples_degrade_the_image_and_keep_the_clean_composite
 def test_scene_augmentation_is_refused_in_the_mnet_mode(fake_data):
     with pytest.raises(ValueError, match="tnet"):
         PeopleMatting(fake_data, "train", SampleSpec("mnet", 64, augment=aug.AugmentConfig()))
+
+
+def test_darken_part_darkens_a_smooth_part_of_the_largest_person_only():
+    alpha = np.zeros((120, 160), np.float32)
+    alpha[10:110, 40:100] = 1  # the person
+    alpha[5:20, 130:150] = 1  # someone small at the side
+    fg = np.full((120, 160, 3), 0.8, np.float32)
+    shares = []
+    for seed in range(20):
+        out = aug.darken_part(fg, alpha, np.random.default_rng(seed))
+        assert out.shape == fg.shape and out.dtype == np.float32
+        assert (out <= fg + 1e-6).all() and out.min() >= 0
+        assert np.allclose(out[:, :40], fg[:, :40]) and np.allclose(out[:, 100:], fg[:, 100:])
+        dark = out[10:110, 40:100].max(2) < 0.8 * 0.3 + 1e-3  # at most 30% of the value
+        shares.append(dark.mean())
+        assert ndimage.label(dark)[1] <= 8  # a few smooth blobs, not speckle
+    assert 0.08 <= min(shares) and max(shares) <= 0.55
+    again = aug.darken_part(fg, alpha, np.random.default_rng(0))
+    assert np.array_equal(again, aug.darken_part(fg, alpha, np.random.default_rng(0)))
+    assert aug.darken_part(fg, np.zeros_like(alpha), np.random.default_rng(0)) is fg
+
+
+@pytest.mark.parametrize("mode", ["tnet", "refine"])
+def test_darkened_samples_keep_their_alpha(fake_data, mode):
+    """White people on black, on their own backgrounds, every sample darkened: the image is
+    never brighter than its label and stays black off the person (nothing moved), and part of
+    the solid person is dark in most samples."""
+    _white_people_on_black(fake_data)
+    cfg = aug.AugmentConfig(photometric=0, person_blur=0, head=0, occluder=0, crowd=0, small=0,
+                            rotate=0, dark=1.0)
+    data = PeopleMatting(fake_data, "train", SampleSpec(mode, 64, (60, 90), real=1.0, view=64,
+                                                        augment=cfg))
+    darkened = 0
+    for i in range(len(data)):
+        item = data[i]
+        image, alpha = item["image"].numpy().max(0), item["alpha"][0].numpy()
+        assert (image <= alpha + 0.2).all(), i  # JPEG, estimated foreground
+        solid = alpha > 0.99
+        darkened += solid.any() and (image[solid] < 0.35).mean() > 0.05
+    assert darkened >= len(data) // 2
 
 
 def test_source_weights_give_each_source_an_equal_share(fake_data):

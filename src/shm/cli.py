@@ -262,6 +262,8 @@ def train(
                                  "occluders, rotation, head and person blur, camera effects."),
     camera: float = typer.Option(0.85, min=0.0, max=1.0, help="With --augment: fraction of "
                                  "samples through the camera chain (blur, noise, exposure...)."),
+    dark: float = typer.Option(0.0, min=0.0, max=1.0, help="With --augment: fraction of samples "
+                               "with part of the person darkened (a dark garment or visor)."),
     portrait: float = typer.Option(0.0, min=0.0, max=1.0, help="Fraction of samples framed as "
                                    "portraits and half-bodies (cut by the frame's bottom edge)."),
     close_up: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of the --portrait frames "
@@ -283,7 +285,7 @@ def train(
     cfg = TrainConfig(stage, data or default_data_root(), out_dir, model, init, steps, batch_size,
                       crop, lr, checkpoint_every, snapshot_every=snapshot_every, seed=seed,
                       workers=workers, real=real, band=_band(band), flip=flip, augment=augment,
-                      camera=camera, portrait=portrait, close_up=close_up, balance=balance,
+                      camera=camera, dark=dark, portrait=portrait, close_up=close_up, balance=balance,
                       freeze=freeze, view=view)
     try:
         result = run(cfg, resume=resume)

@@ -29,6 +29,7 @@ class AugmentConfig:
     small: float = 0.15  # the person 10-40% of the frame height
     rotate: float = 0.3  # rotation up to ``max_angle`` degrees
     max_angle: float = 15.0
+    dark: float = 0.0  # part of the main person darkened (``darken_part``): a dark garment
 
 
 def photometric() -> A.Compose:
@@ -129,6 +130,29 @@ def occluder(image: np.ndarray, alpha: np.ndarray, texture: np.ndarray,
     r = top + int(rng.integers(0, max(1, bh - ph // 2)))
     c = left + int(rng.integers(-pw // 2, max(1, bw - pw // 2)))
     return paste(image, alpha, patch, soft, r, c, occludes=True)
+
+
+def darken_part(fg: np.ndarray, alpha: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A dark garment, visor or shadow: the foreground colours ``fg`` of the largest person
+    darkened to 3-30% of their value (half the time also grey) over a smooth random blob
+    covering 15-50% of that person, feathered. Only the colours change, so the alpha stays
+    exact; composite afterwards. Returns a new (H, W, 3) array (``fg`` if there is no person)."""
+    person = largest_person(alpha)
+    if person is None:
+        return fg
+    mask, (top, left, ph, pw) = person
+    cells = rng.integers(2, 6, size=2)  # the blob's smoothness: a few random values, upsampled
+    field = cv2.resize(rng.random(cells).astype(np.float32), (pw, ph), interpolation=cv2.INTER_CUBIC)
+    inside = field[mask[top:top + ph, left:left + pw]]
+    blob = (field >= np.quantile(inside, 1 - rng.uniform(0.15, 0.5))).astype(np.float32)
+    blob = cv2.GaussianBlur(blob, (0, 0), max(0.5, 0.01 * max(ph, pw)))
+    where = np.zeros(alpha.shape, np.float32)
+    where[top:top + ph, left:left + pw] = blob
+    dark = fg * rng.uniform(0.03, 0.3)
+    if rng.random() < 0.5:
+        dark = np.repeat(dark.mean(2, keepdims=True), 3, 2)
+    m = where[..., None]
+    return (m * dark + (1 - m) * fg).astype(np.float32)
 
 
 def largest_person(alpha: np.ndarray

@@ -45,7 +45,8 @@ class SampleSpec:
     augment: for mode 'tnet', build each sample as a scene (``shm.data.augment``: more people,
     small people, occluders, rotation, head and person blur, the camera's photometric changes)
     instead of the plain scale, crop, flip and colour jitter. For mode 'refine', small people
-    (a composite's person shrunk into its scene), head blur, person blur and the camera chain
+    (a composite's person shrunk into its scene), a darkened part of the person (both modes,
+    with ``augment.dark``'s odds), head blur, person blur and the camera chain
     on the whole composite (what both nets see); the clean composite stays the target of the
     composition loss.
     """
@@ -178,6 +179,8 @@ class PeopleMatting(torch.utils.data.Dataset):
                  else _view_scale((h, w), spec.long_side, crop, framed, rng))
         size = (max(8, round(h * scale)), max(8, round(w * scale)))
         fg, alpha = resize(fg, size), np.clip(resize(alpha, size), 0, 1)
+        if cfg.dark > 0 and rng.random() < cfg.dark:  # no draw at 0, so older recipes replay
+            fg = aug.darken_part(fg, alpha, rng)
         canvas = (max(crop, size[0]), max(crop, size[1]))
         top = int(rng.integers(0, canvas[0] - size[0] + 1))
         left = int(rng.integers(0, canvas[1] - size[1] + 1))
@@ -285,6 +288,8 @@ class PeopleMatting(torch.utils.data.Dataset):
         if (spec.augment is not None and not real and not framed
                 and rng.random() < spec.augment.small):
             fg, alpha = _shrink_into(fg, alpha, rng.uniform(0.2, 0.5), rng)
+        if spec.augment is not None and spec.augment.dark > 0 and rng.random() < spec.augment.dark:
+            fg = aug.darken_part(fg, alpha, rng)
         bg = resize(bg, size) if real else random_background(bg, size, rng)
         if rng.random() < 0.5:
             fg, alpha, bg = fg[:, ::-1], alpha[:, ::-1], bg[:, ::-1]
