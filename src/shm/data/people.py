@@ -179,8 +179,7 @@ class PeopleMatting(torch.utils.data.Dataset):
                  else _view_scale((h, w), spec.long_side, crop, framed, rng))
         size = (max(8, round(h * scale)), max(8, round(w * scale)))
         fg, alpha = resize(fg, size), np.clip(resize(alpha, size), 0, 1)
-        if cfg.dark > 0 and rng.random() < cfg.dark:  # no draw at 0, so older recipes replay
-            fg = aug.darken_part(fg, alpha, rng)
+        fg = self._darken(fg, alpha, rng)
         canvas = (max(crop, size[0]), max(crop, size[1]))
         top = int(rng.integers(0, canvas[0] - size[0] + 1))
         left = int(rng.integers(0, canvas[1] - size[1] + 1))
@@ -213,6 +212,14 @@ class PeopleMatting(torch.utils.data.Dataset):
         return {"image": _chw(image),
                 "alpha": torch.from_numpy(np.ascontiguousarray(scene_alpha))[None],
                 "trimap": torch.from_numpy(tri.to_classes(tri.from_alpha(scene_alpha, width)))}
+
+    def _darken(self, fg: np.ndarray, alpha: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """fg with part of the person darkened (``aug.darken_part``) at ``spec.augment.dark``'s
+        odds; no draw when those are 0 or there is no augment, so older recipes replay."""
+        cfg = self.spec.augment
+        if cfg is None or cfg.dark <= 0 or rng.random() >= cfg.dark:
+            return fg
+        return aug.darken_part(fg, alpha, rng)
 
     def _camera(self, image: np.ndarray, alpha: np.ndarray, rng: np.random.Generator
                 ) -> np.ndarray:
@@ -288,8 +295,7 @@ class PeopleMatting(torch.utils.data.Dataset):
         if (spec.augment is not None and not real and not framed
                 and rng.random() < spec.augment.small):
             fg, alpha = _shrink_into(fg, alpha, rng.uniform(0.2, 0.5), rng)
-        if spec.augment is not None and spec.augment.dark > 0 and rng.random() < spec.augment.dark:
-            fg = aug.darken_part(fg, alpha, rng)
+        fg = self._darken(fg, alpha, rng)
         bg = resize(bg, size) if real else random_background(bg, size, rng)
         if rng.random() < 0.5:
             fg, alpha, bg = fg[:, ::-1], alpha[:, ::-1], bg[:, ::-1]
