@@ -258,24 +258,47 @@ def test_darken_part_darkens_a_smooth_part_of_the_largest_person_only():
     assert aug.darken_part(fg, np.zeros_like(alpha), np.random.default_rng(0)) is fg
 
 
+def test_print_part_paints_another_photo_on_a_smooth_part_of_the_largest_person_only():
+    alpha = np.zeros((120, 160), np.float32)
+    alpha[10:110, 40:100] = 1  # the person
+    alpha[5:20, 130:150] = 1  # someone small at the side
+    fg = np.full((120, 160, 3), 0.8, np.float32)
+    texture = np.random.default_rng(9).random((50, 70, 3)).astype(np.float32)
+    shares = []
+    for seed in range(20):
+        out = aug.print_part(fg, alpha, texture, np.random.default_rng(seed))
+        assert out.shape == fg.shape and out.dtype == np.float32
+        assert out.min() >= 0 and out.max() <= 1
+        assert np.allclose(out[:, :40], fg[:, :40]) and np.allclose(out[:, 100:], fg[:, 100:])
+        painted = np.abs(out[10:110, 40:100] - fg[10:110, 40:100]).max(2) > 0.05
+        shares.append(painted.mean())
+        assert ndimage.label(painted)[1] <= 8  # a few smooth blobs, not speckle
+        assert out[10:110, 40:100][painted].std() > 0.05  # the photo's texture, not a flat tint
+    assert 0.03 <= min(shares) and max(shares) <= 0.4
+    again = aug.print_part(fg, alpha, texture, np.random.default_rng(0))
+    assert np.array_equal(again, aug.print_part(fg, alpha, texture, np.random.default_rng(0)))
+    assert aug.print_part(fg, np.zeros_like(alpha), texture, np.random.default_rng(0)) is fg
+
+
 @pytest.mark.parametrize("mode", ["tnet", "refine"])
-def test_darkened_samples_keep_their_alpha(fake_data, mode):
-    """White people on black, on their own backgrounds, every sample darkened: the image is
-    never brighter than its label and stays black off the person (nothing moved), and part of
-    the solid person is dark in most samples."""
+@pytest.mark.parametrize("knob", ["dark", "prints"])
+def test_repainted_samples_keep_their_alpha(fake_data, mode, knob):
+    """White people on black, on their own backgrounds, every sample darkened or painted with
+    a (black) background photo: the image is never brighter than its label and stays black off
+    the person (nothing moved), and part of the solid person is dark in most samples."""
     _white_people_on_black(fake_data)
     cfg = aug.AugmentConfig(photometric=0, person_blur=0, head=0, occluder=0, crowd=0, small=0,
-                            rotate=0, dark=1.0)
+                            rotate=0, **{knob: 1.0})
     data = PeopleMatting(fake_data, "train", SampleSpec(mode, 64, (60, 90), real=1.0, view=64,
                                                         augment=cfg))
-    darkened = 0
+    repainted = 0
     for i in range(len(data)):
         item = data[i]
         image, alpha = item["image"].numpy().max(0), item["alpha"][0].numpy()
         assert (image <= alpha + 0.2).all(), i  # JPEG, estimated foreground
         solid = alpha > 0.99
-        darkened += solid.any() and (image[solid] < 0.35).mean() > 0.05
-    assert darkened >= len(data) // 2
+        repainted += solid.any() and (image[solid] < 0.35).mean() > 0.05
+    assert repainted >= len(data) // 2
 
 
 def test_source_weights_give_each_source_an_equal_share(fake_data):

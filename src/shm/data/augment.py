@@ -30,6 +30,7 @@ class AugmentConfig:
     rotate: float = 0.3  # rotation up to ``max_angle`` degrees
     max_angle: float = 15.0
     dark: float = 0.0  # part of the main person darkened (``darken_part``): a dark garment
+    prints: float = 0.0  # part of the main person painted with another photo (``print_part``)
 
 
 def photometric() -> A.Compose:
@@ -137,22 +138,48 @@ def darken_part(fg: np.ndarray, alpha: np.ndarray, rng: np.random.Generator) -> 
     darkened to 3-30% of their value (half the time also grey) over a smooth random blob
     covering 15-50% of that person, feathered. Only the colours change, so the alpha stays
     exact; composite afterwards. Returns a new (H, W, 3) array (``fg`` if there is no person)."""
-    person = largest_person(alpha)
-    if person is None:
+    where = part_of_person(alpha, (0.15, 0.5), rng)
+    if where is None:
         return fg
-    mask, (top, left, ph, pw) = person
-    cells = rng.integers(2, 6, size=2)  # the blob's smoothness: a few random values, upsampled
-    field = cv2.resize(rng.random(cells).astype(np.float32), (pw, ph), interpolation=cv2.INTER_CUBIC)
-    inside = field[mask[top:top + ph, left:left + pw]]
-    blob = (field >= np.quantile(inside, 1 - rng.uniform(0.15, 0.5))).astype(np.float32)
-    blob = cv2.GaussianBlur(blob, (0, 0), max(0.5, 0.01 * max(ph, pw)))
-    where = np.zeros(alpha.shape, np.float32)
-    where[top:top + ph, left:left + pw] = blob
     dark = fg * rng.uniform(0.03, 0.3)
     if rng.random() < 0.5:
         dark = np.repeat(dark.mean(2, keepdims=True), 3, 2)
     m = where[..., None]
     return (m * dark + (1 - m) * fg).astype(np.float32)
+
+
+def print_part(fg: np.ndarray, alpha: np.ndarray, texture: np.ndarray,
+               rng: np.random.Generator) -> np.ndarray:
+    """A print, screen or reflection on the person (a T-shirt's picture, a visor mirroring the
+    scene): the foreground colours ``fg`` of the largest person replaced, over a smooth random
+    blob covering 8-35% of that person (feathered), by a window of ``texture`` (another photo,
+    (h, w, 3) float32 in [0, 1]) at 40-100% of its brightness. The person stays person: only
+    the colours change, so the alpha stays exact; composite afterwards. Returns a new
+    (H, W, 3) array (``fg`` if there is no person)."""
+    where = part_of_person(alpha, (0.08, 0.35), rng)
+    if where is None:
+        return fg
+    picture = random_background(texture, alpha.shape, rng) * rng.uniform(0.4, 1.0)
+    m = where[..., None]
+    return (m * picture + (1 - m) * fg).astype(np.float32)
+
+
+def part_of_person(alpha: np.ndarray, share: tuple[float, float], rng: np.random.Generator
+                   ) -> np.ndarray | None:
+    """A smooth random blob over a ``share`` (low, high) of the largest person's pixels, as an
+    (H, W) float32 mask in [0, 1] feathered by 1% of the person's box; None if no person."""
+    person = largest_person(alpha)
+    if person is None:
+        return None
+    mask, (top, left, ph, pw) = person
+    cells = rng.integers(2, 6, size=2)  # the blob's smoothness: a few random values, upsampled
+    field = cv2.resize(rng.random(cells).astype(np.float32), (pw, ph), interpolation=cv2.INTER_CUBIC)
+    inside = field[mask[top:top + ph, left:left + pw]]
+    blob = (field >= np.quantile(inside, 1 - rng.uniform(*share))).astype(np.float32)
+    blob = cv2.GaussianBlur(blob, (0, 0), max(0.5, 0.01 * max(ph, pw)))
+    where = np.zeros(alpha.shape, np.float32)
+    where[top:top + ph, left:left + pw] = blob
+    return where
 
 
 def largest_person(alpha: np.ndarray

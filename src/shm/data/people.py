@@ -45,8 +45,9 @@ class SampleSpec:
     augment: for mode 'tnet', build each sample as a scene (``shm.data.augment``: more people,
     small people, occluders, rotation, head and person blur, the camera's photometric changes)
     instead of the plain scale, crop, flip and colour jitter. For mode 'refine', small people
-    (a composite's person shrunk into its scene), a darkened part of the person (both modes,
-    with ``augment.dark``'s odds), head blur, person blur and the camera chain
+    (a composite's person shrunk into its scene), a darkened part of the person and a part
+    painted with another photo (both modes, with ``augment.dark``'s and ``augment.prints``'
+    odds), head blur, person blur and the camera chain
     on the whole composite (what both nets see); the clean composite stays the target of the
     composition loss.
     """
@@ -179,7 +180,7 @@ class PeopleMatting(torch.utils.data.Dataset):
                  else _view_scale((h, w), spec.long_side, crop, framed, rng))
         size = (max(8, round(h * scale)), max(8, round(w * scale)))
         fg, alpha = resize(fg, size), np.clip(resize(alpha, size), 0, 1)
-        fg = self._darken(fg, alpha, rng)
+        fg = self._repaint(fg, alpha, rng)
         canvas = (max(crop, size[0]), max(crop, size[1]))
         top = int(rng.integers(0, canvas[0] - size[0] + 1))
         left = int(rng.integers(0, canvas[1] - size[1] + 1))
@@ -213,13 +214,21 @@ class PeopleMatting(torch.utils.data.Dataset):
                 "alpha": torch.from_numpy(np.ascontiguousarray(scene_alpha))[None],
                 "trimap": torch.from_numpy(tri.to_classes(tri.from_alpha(scene_alpha, width)))}
 
-    def _darken(self, fg: np.ndarray, alpha: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _repaint(self, fg: np.ndarray, alpha: np.ndarray, rng: np.random.Generator
+                 ) -> np.ndarray:
         """fg with part of the person darkened (``aug.darken_part``) at ``spec.augment.dark``'s
-        odds; no draw when those are 0 or there is no augment, so older recipes replay."""
+        odds, then part painted with a background photo (``aug.print_part``) at its
+        ``prints``' odds; no draw for either when its odds are 0 or there is no augment, so
+        older recipes replay."""
         cfg = self.spec.augment
-        if cfg is None or cfg.dark <= 0 or rng.random() >= cfg.dark:
+        if cfg is None:
             return fg
-        return aug.darken_part(fg, alpha, rng)
+        if cfg.dark > 0 and rng.random() < cfg.dark:
+            fg = aug.darken_part(fg, alpha, rng)
+        if cfg.prints > 0 and rng.random() < cfg.prints:
+            texture = self._photo(self.backgrounds[rng.integers(len(self.backgrounds))])
+            fg = aug.print_part(fg, alpha, texture, rng)
+        return fg
 
     def _camera(self, image: np.ndarray, alpha: np.ndarray, rng: np.random.Generator
                 ) -> np.ndarray:
@@ -295,7 +304,7 @@ class PeopleMatting(torch.utils.data.Dataset):
         if (spec.augment is not None and not real and not framed
                 and rng.random() < spec.augment.small):
             fg, alpha = _shrink_into(fg, alpha, rng.uniform(0.2, 0.5), rng)
-        fg = self._darken(fg, alpha, rng)
+        fg = self._repaint(fg, alpha, rng)
         bg = resize(bg, size) if real else random_background(bg, size, rng)
         if rng.random() < 0.5:
             fg, alpha, bg = fg[:, ::-1], alpha[:, ::-1], bg[:, ::-1]
