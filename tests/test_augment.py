@@ -301,6 +301,38 @@ def test_repainted_samples_keep_their_alpha(fake_data, mode, knob):
     assert repainted >= len(data) // 2
 
 
+def test_defocused_blurs_a_person_without_a_dark_fringe():
+    alpha = np.zeros((80, 60), np.float32)
+    alpha[20:60, 15:45] = 1
+    fg = np.ones((80, 60, 3), np.float32)  # junk colours off the person
+    fg[alpha > 0] = (0.2, 0.6, 0.9)
+    f, a = aug.defocused(fg, alpha, 3.0)
+    assert f.shape == fg.shape and a.shape == alpha.shape and f.dtype == a.dtype == np.float32
+    assert a.sum() == pytest.approx(alpha.sum(), rel=0.01)
+    assert ((a > 0.01) & (a < 0.99)).sum() > 3 * ((alpha > 0) & (alpha < 1)).sum() + 100
+    assert np.allclose(f[a > 0.01], (0.2, 0.6, 0.9), atol=1e-3)  # the person's colour only
+
+
+@pytest.mark.parametrize("mode", ["tnet", "refine"])
+@pytest.mark.parametrize("real", [0.0, 1.0])
+def test_bystanders_are_background(fake_data, mode, real):
+    """White people on black, every sample with bystanders: the person is never darker than
+    its label (nothing in front of them), and in most samples someone bright (a blurred white
+    bystander) stands where the label is background."""
+    _white_people_on_black(fake_data)
+    cfg = aug.AugmentConfig(photometric=0, person_blur=0, head=0, occluder=0, crowd=0, small=0,
+                            rotate=0, bystanders=1.0)
+    data = PeopleMatting(fake_data, "train", SampleSpec(mode, 64, (60, 90), real=real, view=64,
+                                                        augment=cfg))
+    seen = 0
+    for i in range(len(data)):
+        item = data[i]
+        image, alpha = item["image"].numpy().min(0), item["alpha"][0].numpy()
+        assert (image >= alpha - 0.2).all(), i  # JPEG, estimated foreground
+        seen += (image[alpha < 0.01] > 0.2).mean() > 0.01
+    assert seen >= len(data) // 2
+
+
 def test_source_weights_give_each_source_an_equal_share(fake_data):
     names = ["ccp_0001", "ccp_0002", "ccp_0003", "p0"]
     (fake_data / "people/train.txt").write_text("\n".join(names))

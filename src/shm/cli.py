@@ -267,6 +267,9 @@ def train(
     prints: float = typer.Option(0.0, "--print", min=0.0, max=1.0, help="With --augment: "
                                  "fraction of samples with part of the person painted with "
                                  "another photo (a printed shirt, a screen, a mirroring visor)."),
+    bystanders: float = typer.Option(0.0, min=0.0, max=1.0, help="With --augment: fraction of "
+                                     "samples with one or two people out of focus behind the "
+                                     "person, labelled background (passers-by)."),
     portrait: float = typer.Option(0.0, min=0.0, max=1.0, help="Fraction of samples framed as "
                                    "portraits and half-bodies (cut by the frame's bottom edge)."),
     close_up: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of the --portrait frames "
@@ -288,8 +291,9 @@ def train(
     cfg = TrainConfig(stage, data or default_data_root(), out_dir, model, init, steps, batch_size,
                       crop, lr, checkpoint_every, snapshot_every=snapshot_every, seed=seed,
                       workers=workers, real=real, band=_band(band), flip=flip, augment=augment,
-                      camera=camera, dark=dark, prints=prints, portrait=portrait,
-                      close_up=close_up, balance=balance, freeze=freeze, view=view)
+                      camera=camera, dark=dark, prints=prints, bystanders=bystanders,
+                      portrait=portrait, close_up=close_up, balance=balance, freeze=freeze,
+                      view=view)
     try:
         result = run(cfg, resume=resume)
     except (FileNotFoundError, ValueError) as e:

@@ -31,6 +31,7 @@ class AugmentConfig:
     max_angle: float = 15.0
     dark: float = 0.0  # part of the main person darkened (``darken_part``): a dark garment
     prints: float = 0.0  # part of the main person painted with another photo (``print_part``)
+    bystanders: float = 0.0  # people out of focus behind the person, background (``defocused``)
 
 
 def photometric() -> A.Compose:
@@ -162,6 +163,17 @@ def print_part(fg: np.ndarray, alpha: np.ndarray, texture: np.ndarray,
     picture = random_background(texture, alpha.shape, rng) * rng.uniform(0.4, 1.0)
     m = where[..., None]
     return (m * picture + (1 - m) * fg).astype(np.float32)
+
+
+def defocused(fg: np.ndarray, alpha: np.ndarray, sigma: float
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """A person out of focus: colours (h, w, 3) and alpha (h, w) blurred by a Gaussian of
+    ``sigma`` px, the colours premultiplied by the alpha so no dark fringe bleeds in. Pasted
+    into a background (``paste`` on it, the scene's alpha left alone) it is a bystander: part of
+    the background, as a portrait's reference matte leaves blurred passers-by out."""
+    a = cv2.GaussianBlur(alpha, (0, 0), sigma)
+    f = cv2.GaussianBlur(fg * alpha[..., None], (0, 0), sigma) / np.maximum(a, 1e-3)[..., None]
+    return np.clip(f, 0, 1).astype(np.float32), np.clip(a, 0, 1).astype(np.float32)
 
 
 def part_of_person(alpha: np.ndarray, share: tuple[float, float], rng: np.random.Generator

@@ -46,8 +46,9 @@ class SampleSpec:
     small people, occluders, rotation, head and person blur, the camera's photometric changes)
     instead of the plain scale, crop, flip and colour jitter. For mode 'refine', small people
     (a composite's person shrunk into its scene), a darkened part of the person and a part
-    painted with another photo (both modes, with ``augment.dark``'s and ``augment.prints``'
-    odds), head blur, person blur and the camera chain
+    painted with another photo, bystanders out of focus behind the person (labelled
+    background; all three in both modes, with ``augment.dark``'s, ``augment.prints``' and
+    ``augment.bystanders``' odds), head blur, person blur and the camera chain
     on the whole composite (what both nets see); the clean composite stays the target of the
     composition loss.
     """
@@ -185,13 +186,13 @@ class PeopleMatting(torch.utils.data.Dataset):
         top = int(rng.integers(0, canvas[0] - size[0] + 1))
         left = int(rng.integers(0, canvas[1] - size[1] + 1))
         if real:
-            image = composite(fg, resize(bg, size), alpha)
+            image = composite(fg, self._behind(resize(bg, size), size[0], rng), alpha)
             pad = (top, canvas[0] - size[0] - top, left, canvas[1] - size[1] - left)
             image = cv2.copyMakeBorder(image, *pad, cv2.BORDER_REFLECT_101)
             scene_alpha = cv2.copyMakeBorder(alpha, *pad, cv2.BORDER_REFLECT_101)
             layers = []
         else:
-            image = random_background(bg, canvas, rng).astype(np.float32)
+            image = self._behind(random_background(bg, canvas, rng).astype(np.float32), size[0], rng)
             scene_alpha = np.zeros(canvas, np.float32)
             layers = [(fg, alpha, top, left)]
         if rng.random() < cfg.crowd:
@@ -243,6 +244,20 @@ class PeopleMatting(torch.utils.data.Dataset):
         if rng.random() < cfg.photometric:
             image = aug.jitter_photometric(self._photometric, image, rng)
         return image
+
+    def _behind(self, bg: np.ndarray, height: int, rng: np.random.Generator) -> np.ndarray:
+        """bg (H, W, 3) with one or two bystanders pasted in at ``spec.augment.bystanders``'
+        odds: other people 20-100% of ``height`` (the person's) tall, out of focus
+        (``aug.defocused``, a Gaussian of 1-3% of their height); the person's alpha is left
+        alone, so they are background. No draw when those odds are 0 or there is no augment."""
+        cfg = self.spec.augment
+        if cfg is None or cfg.bystanders <= 0 or rng.random() >= cfg.bystanders:
+            return bg
+        far = round(height * rng.uniform(0.35, 0.8))
+        for fg, alpha, top, left in self._others(int(rng.integers(1, 3)), far, bg.shape[:2], rng):
+            fg, alpha = aug.defocused(fg, alpha, max(1.0, rng.uniform(0.01, 0.03) * alpha.shape[0]))
+            bg, _ = aug.paste(bg, np.zeros(bg.shape[:2], np.float32), fg, alpha, top, left)
+        return bg
 
     def _others(self, count: int, height: int, canvas: tuple[int, int],
                 rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray, int, int]]:
@@ -305,7 +320,7 @@ class PeopleMatting(torch.utils.data.Dataset):
                 and rng.random() < spec.augment.small):
             fg, alpha = _shrink_into(fg, alpha, rng.uniform(0.2, 0.5), rng)
         fg = self._repaint(fg, alpha, rng)
-        bg = resize(bg, size) if real else random_background(bg, size, rng)
+        bg = self._behind(resize(bg, size) if real else random_background(bg, size, rng), size[0], rng)
         if rng.random() < 0.5:
             fg, alpha, bg = fg[:, ::-1], alpha[:, ::-1], bg[:, ::-1]
         if not real:

@@ -73,6 +73,7 @@ class TrainConfig:
     camera: float = 0.85  # with augment: share of samples through the camera chain
     dark: float = 0.0  # with augment: share of samples with part of the person darkened
     prints: float = 0.0  # with augment: share with part of the person painted with a photo
+    bystanders: float = 0.0  # with augment: share with people out of focus behind, background
     # share of samples framed as portraits and half-bodies (SampleSpec.portrait), every stage
     portrait: float = 0.0
     close_up: float = 0.0  # share of the portrait frames that are close-ups (SampleSpec.close_up)
@@ -88,8 +89,8 @@ class TrainConfig:
 
     def spec(self, tnet_long_side: int) -> SampleSpec:
         """How samples are cut; tnet_long_side: the model's, for the 'refine' stage's view."""
-        augment = (AugmentConfig(photometric=self.camera, dark=self.dark, prints=self.prints)
-                   if self.augment else None)
+        augment = (AugmentConfig(photometric=self.camera, dark=self.dark, prints=self.prints,
+                                 bystanders=self.bystanders) if self.augment else None)
         if self.augment and self.stage == "tnet":
             side = (round(tnet_long_side * 0.85), round(tnet_long_side * 1.15))
             return SampleSpec("tnet", self.crop, long_side=side, real=self.real,
