@@ -155,9 +155,12 @@ def print_part(fg: np.ndarray, alpha: np.ndarray, texture: np.ndarray,
     scene): the foreground colours ``fg`` of the largest person replaced, over a smooth random
     blob covering 8-35% of that person (feathered), by a window of ``texture`` (another photo,
     (h, w, 3) float32 in [0, 1]) at 40-100% of its brightness. The person stays person: only
-    the colours change, so the alpha stays exact; composite afterwards. Returns a new
-    (H, W, 3) array (``fg`` if there is no person)."""
-    where = part_of_person(alpha, (0.08, 0.35), rng)
+    the colours change, so the alpha stays exact; composite afterwards. The blob keeps 5% of
+    the person's box inside their outline, as a print or a visor sits inside a garment or a
+    helmet: an outline of the photo against the background would teach the T-Net to take
+    textured backgrounds for people. Returns a new (H, W, 3) array (``fg`` if there is no
+    person)."""
+    where = part_of_person(alpha, (0.08, 0.35), rng, margin=0.05)
     if where is None:
         return fg
     picture = random_background(texture, alpha.shape, rng) * rng.uniform(0.4, 1.0)
@@ -176,10 +179,11 @@ def defocused(fg: np.ndarray, alpha: np.ndarray, sigma: float
     return np.clip(f, 0, 1).astype(np.float32), np.clip(a, 0, 1).astype(np.float32)
 
 
-def part_of_person(alpha: np.ndarray, share: tuple[float, float], rng: np.random.Generator
-                   ) -> np.ndarray | None:
+def part_of_person(alpha: np.ndarray, share: tuple[float, float], rng: np.random.Generator,
+                   margin: float = 0.0) -> np.ndarray | None:
     """A smooth random blob over a ``share`` (low, high) of the largest person's pixels, as an
-    (H, W) float32 mask in [0, 1] feathered by 1% of the person's box; None if no person."""
+    (H, W) float32 mask in [0, 1] feathered by 1% of the person's box; with ``margin``, cut to
+    the person eroded by that share of the box's shorter side. None if no person."""
     person = largest_person(alpha)
     if person is None:
         return None
@@ -188,7 +192,12 @@ def part_of_person(alpha: np.ndarray, share: tuple[float, float], rng: np.random
     field = cv2.resize(rng.random(cells).astype(np.float32), (pw, ph), interpolation=cv2.INTER_CUBIC)
     inside = field[mask[top:top + ph, left:left + pw]]
     blob = (field >= np.quantile(inside, 1 - rng.uniform(*share))).astype(np.float32)
-    blob = cv2.GaussianBlur(blob, (0, 0), max(0.5, 0.01 * max(ph, pw)))
+    feather = max(0.5, 0.01 * max(ph, pw))
+    if margin > 0:  # erode by the margin and the feather's reach (2 sigma)
+        size = round(2 * (margin * min(ph, pw) + 2 * feather)) | 1
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+        blob *= cv2.erode(mask.astype(np.uint8), kernel)[top:top + ph, left:left + pw]
+    blob = cv2.GaussianBlur(blob, (0, 0), feather)
     where = np.zeros(alpha.shape, np.float32)
     where[top:top + ph, left:left + pw] = blob
     return where
