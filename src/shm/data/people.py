@@ -247,7 +247,7 @@ class PeopleMatting(torch.utils.data.Dataset):
 
     def _behind(self, bg: np.ndarray, height: int, rng: np.random.Generator) -> np.ndarray:
         """bg (H, W, 3) with one or two bystanders pasted in at ``spec.augment.bystanders``'
-        odds: other people 20-100% of ``height`` (the person's) tall, out of focus
+        odds: other people 20-100% of ``height`` (the person's photo's) tall, out of focus
         (``aug.defocused``, a Gaussian of 1-3% of their height); the person's alpha is left
         alone, so they are background. No draw when those odds are 0 or there is no augment."""
         cfg = self.spec.augment
