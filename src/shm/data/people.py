@@ -254,9 +254,10 @@ class PeopleMatting(torch.utils.data.Dataset):
         if cfg is None or cfg.bystanders <= 0 or rng.random() >= cfg.bystanders:
             return bg
         far = round(height * rng.uniform(0.35, 0.8))
+        unused = np.zeros(bg.shape[:2], np.float32)  # paste's alpha: bystanders stay out of it
         for fg, alpha, top, left in self._others(int(rng.integers(1, 3)), far, bg.shape[:2], rng):
             fg, alpha = aug.defocused(fg, alpha, max(1.0, rng.uniform(0.01, 0.03) * alpha.shape[0]))
-            bg, _ = aug.paste(bg, np.zeros(bg.shape[:2], np.float32), fg, alpha, top, left)
+            bg, _ = aug.paste(bg, unused, fg, alpha, top, left)
         return bg
 
     def _others(self, count: int, height: int, canvas: tuple[int, int],
